@@ -1,0 +1,47 @@
+# Two commands matter: `make run` (the service locally, embedded S3, no AWS account, no Docker) and
+# `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SAM_VENV := .venv-sam
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: run test lint fmt sam-tools build validate bench clean
+
+$(VENV)/.installed: requirements-dev.txt layers/mlservice/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# The SAM CLI pins its own boto3, so it lives in a venv of its own.
+$(SAM_VENV)/.installed:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==1.170.0
+	touch $@
+
+sam-tools: $(SAM_VENV)/.installed
+
+run: $(VENV)/.installed
+	$(BIN)/python -m local.server
+
+test: $(VENV)/.installed $(SAM_VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+
+fmt: $(VENV)/.installed
+	$(BIN)/ruff format .
+
+validate: $(SAM_VENV)/.installed
+	$(SAM_VENV)/bin/sam validate --lint
+
+build: $(SAM_VENV)/.installed
+	$(SAM_VENV)/bin/sam build
+
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/predict_latency.py
+
+clean:
+	rm -rf .aws-sam

@@ -1,0 +1,169 @@
+"""The feature schema, and the one encoding of raw values into a model's input matrix.
+
+Training and serving both go through `rows_to_matrix`, so a value means the same thing when a model is
+fitted and when it predicts: numbers (or numeric strings) for numeric features with null as missing,
+strings for categorical features with null or "" as the missing category, free text for text features.
+Only numpy is imported here: this module is on the predict path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from mlservice.errors import bad_request
+
+NUMERIC, CATEGORICAL, TEXT = "numeric", "categorical", "text"
+KINDS = (NUMERIC, CATEGORICAL, TEXT)
+MISSING_CATEGORY = ""
+# Spellings of "no value" in delimited text files (CSV); JSON has null for that.
+MISSING_STRINGS = frozenset({"", "na", "n/a", "nan", "null", "none"})
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _number(value: Any, row: int, name: str) -> float:
+    if value is None:
+        return math.nan
+    if isinstance(value, (int, float)):  # bool included: true/false are 1/0
+        number = float(value)
+    elif isinstance(value, str):
+        stripped = value.strip()
+        if stripped.lower() in MISSING_STRINGS:
+            return math.nan
+        try:
+            number = float(stripped)
+        except ValueError:
+            raise bad_request(
+                f"row {row}, feature {name!r}: {_shown(value)} is not a number", code="invalid_value"
+            ) from None
+    else:
+        raise bad_request(f"row {row}, feature {name!r}: {_shown(value)} is not a number", code="invalid_value")
+    if not math.isfinite(number):
+        raise bad_request(
+            f"row {row}, feature {name!r}: {_shown(value)} is not a finite number (use null for a missing value)",
+            code="invalid_value",
+        )
+    return number
+
+
+def category(value: Any) -> str:
+    """The category string of a raw value: 3, 3.0 and "3" are one category; null and "" are missing."""
+    if value is None:
+        return MISSING_CATEGORY
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return MISSING_CATEGORY
+        if value.is_integer():
+            return str(int(value))
+    if isinstance(value, (dict, list)):
+        raise TypeError("nested value")
+    return str(value).strip()
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _check_shape(rows: Sequence[Any], width: int) -> None:
+    for index, row in enumerate(rows):
+        if not isinstance(row, (list, tuple)):
+            raise bad_request(f"row {index} must be a list of {width} values, got {_shown(row)}", code="invalid_shape")
+        if len(row) != width:
+            raise bad_request(
+                f"row {index} has {len(row)} values, expected {width} (one per feature)", code="invalid_shape"
+            )
+
+
+def _numeric_column(values: Sequence[Any], name: str) -> np.ndarray:
+    try:
+        column = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        column = None
+    if column is None or column.ndim != 1 or np.isinf(column).any():
+        return np.fromiter((_number(v, i, name) for i, v in enumerate(values)), dtype=np.float64, count=len(values))
+    return column
+
+
+def rows_to_matrix(rows: Sequence[Sequence[Any]], features: Sequence[dict]) -> np.ndarray:
+    """Encode rows (values in feature order) into the matrix the model pipeline takes.
+
+    All-numeric models get a float64 matrix (the fast path: one numpy conversion); models with
+    categorical or text features get an object matrix holding floats, category strings and texts.
+    Raises 400 naming the row and feature of the first bad value.
+    """
+    width = len(features)
+    kinds = [f["kind"] for f in features]
+    if all(kind == NUMERIC for kind in kinds):
+        try:
+            matrix = np.asarray(rows, dtype=np.float64)
+            if matrix.ndim == 2 and matrix.shape[1] == width and not np.isinf(matrix).any():
+                return matrix
+        except (TypeError, ValueError):
+            pass
+    _check_shape(rows, width)
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in features]
+    out = np.empty((len(rows), width), dtype=np.float64 if all(k == NUMERIC for k in kinds) else object)
+    for j, (feature, values) in enumerate(zip(features, columns, strict=True)):
+        name, kind = feature["name"], feature["kind"]
+        if kind == NUMERIC:
+            out[:, j] = _numeric_column(values, name)
+        elif kind == CATEGORICAL:
+            for i, value in enumerate(values):
+                try:
+                    out[i, j] = category(value)
+                except TypeError:
+                    raise bad_request(
+                        f"row {i}, feature {name!r}: {_shown(value)} is not a category value", code="invalid_value"
+                    ) from None
+        else:
+            for i, value in enumerate(values):
+                if isinstance(value, (dict, list)):
+                    raise bad_request(
+                        f"row {i}, feature {name!r}: expected text, got {_shown(value)}", code="invalid_value"
+                    )
+                out[i, j] = _text(value)
+    return out
+
+
+def records_to_rows(records: Sequence[Any], names: Sequence[str], what: str = "row") -> list[list[Any]]:
+    """Order each record's values by feature; extra fields are ignored, missing ones are a 400."""
+    rows = []
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise bad_request(
+                f"{what} {index} must be an object of feature values, got {_shown(record)}", code="invalid_shape"
+            )
+        try:
+            rows.append([record[name] for name in names])
+        except KeyError:
+            missing = [name for name in names if name not in record]
+            raise bad_request(
+                f"{what} {index} is missing feature(s): {', '.join(missing[:20])}", code="missing_features"
+            ) from None
+    return rows
+
+
+def columns_to_rows(columns: Sequence[Any], data: Sequence[Any], names: Sequence[str]) -> list[list[Any]]:
+    """Reorder column-split data (MLflow's dataframe_split) into feature order."""
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        raise bad_request("columns must be a list of column names", code="invalid_shape")
+    if len(set(columns)) != len(columns):
+        raise bad_request("columns contains duplicate names", code="invalid_shape")
+    missing = [name for name in names if name not in columns]
+    if missing:
+        raise bad_request(f"missing feature(s): {', '.join(missing[:20])}", code="missing_features")
+    if not isinstance(data, list):
+        raise bad_request("data must be a list of rows", code="invalid_shape")
+    _check_shape(data, len(columns))
+    position = {name: i for i, name in enumerate(columns)}
+    order = [position[name] for name in names]
+    if order == list(range(len(columns))):
+        return data
+    return [[row[i] for i in order] for row in data]

@@ -1,0 +1,70 @@
+"""Limits and defaults, read from the environment in one place.
+
+Read on every call rather than cached at import: the values are a handful of dictionary lookups, and tests
+and the local server change the environment between requests.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from mlservice.errors import ServiceError
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ServiceError(500, "configuration_error", f"environment variable {name} must be an integer") from None
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ServiceError(500, "configuration_error", f"environment variable {name} must be a number") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything tunable, with the defaults the template documents."""
+
+    bucket: str
+    stage_cache_ttl: float
+    model_cache_size: int
+    max_predict_rows: int
+    max_body_bytes: int
+    max_train_rows: int
+    max_train_cells: int
+    batch_chunk_rows: int
+    batch_fanout_bytes: int
+    batch_part_bytes: int
+    batch_queue_url: str
+
+
+def get_settings() -> Settings:
+    """The settings in force now; raises a clear error when the bucket is not configured."""
+    bucket = os.environ.get("MODEL_BUCKET", "")
+    if not bucket:
+        raise ServiceError(500, "configuration_error", "environment variable MODEL_BUCKET is not set")
+    return Settings(
+        bucket=bucket,
+        stage_cache_ttl=_env_float("STAGE_CACHE_TTL_SECONDS", 5.0),
+        model_cache_size=_env_int("MODEL_CACHE_SIZE", 8),
+        max_predict_rows=_env_int("MAX_PREDICT_ROWS", 10_000),
+        # API Gateway accepts 10 MB and Lambda's synchronous payload is 6 MB; refuse earlier with a clear 413.
+        max_body_bytes=_env_int("MAX_BODY_BYTES", 6 * 1024 * 1024),
+        max_train_rows=_env_int("MAX_TRAIN_ROWS", 1_000_000),
+        max_train_cells=_env_int("MAX_TRAIN_CELLS", 20_000_000),
+        batch_chunk_rows=_env_int("BATCH_CHUNK_ROWS", 50_000),
+        batch_fanout_bytes=_env_int("BATCH_FANOUT_BYTES", 256 * 1024 * 1024),
+        batch_part_bytes=_env_int("BATCH_PART_BYTES", 128 * 1024 * 1024),
+        batch_queue_url=os.environ.get("BATCH_QUEUE_URL", ""),
+    )

@@ -1,0 +1,155 @@
+"""The registry's guarantees: visible-when-complete versions, numbers never shared, stages never losing an
+update, a complete history, and artifacts that are refused when their bytes do not match the digest."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import joblib
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from conftest import BUCKET
+from mlservice import keys, registry
+from mlservice.errors import ServiceError
+from mlservice.serving.model_cache import cache
+
+FEATURES = [{"name": "x", "kind": "numeric"}]
+
+
+def _artifact() -> bytes:
+    buffer = io.BytesIO()
+    joblib.dump(LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1]), buffer)
+    return buffer.getvalue()
+
+
+def _publish(model: str = "m") -> dict:
+    return registry.publish_version(model, _artifact(), {"algorithm": "logistic_regression", "task": "classification",
+                                                         "features": FEATURES, "target": {"name": "y", "classes": [0, 1]}})
+
+
+@pytest.fixture
+def serialized_moto():
+    """In-process moto checks a write's condition and then writes without a lock, so two threads can both
+    'win' a conditional write, which real S3 never allows. Serialising moto's request handling restores S3's
+    atomicity; our code still runs fully concurrently up to each request."""
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    lock = threading.Lock()
+    original = BotocoreStubber.process_request
+
+    def locked(self, *args, **kwargs):
+        with lock:
+            return original(self, *args, **kwargs)
+
+    BotocoreStubber.process_request = locked
+    yield
+    BotocoreStubber.process_request = original
+
+
+def test_versions_are_numbered_from_one_and_visible_with_complete_metadata(aws):
+    first, second = _publish(), _publish()
+    assert (first["version"], second["version"]) == (1, 2)
+    meta = registry.get_version("m", 2)
+    assert meta["artifact"]["key"] == keys.artifact_key("m", 2)
+    assert meta["artifact"]["bytes"] == len(aws.get_object(Bucket=BUCKET, Key=meta["artifact"]["key"])["Body"].read())
+    assert [v["version"] for v in registry.list_version_summaries("m")] == [1, 2]
+
+
+def test_a_version_without_metadata_is_invisible(aws):
+    _publish()
+    # an interrupted training: number claimed and artifact written, metadata never written
+    aws.put_object(Bucket=BUCKET, Key=keys.claim_key("m", 2), Body=b"{}")
+    aws.put_object(Bucket=BUCKET, Key=keys.artifact_key("m", 2), Body=b"partial")
+    assert [v["version"] for v in registry.list_version_summaries("m")] == [1]
+    with pytest.raises(ServiceError) as error:
+        registry.get_version("m", 2)
+    assert error.value.code == "version_not_found"
+    assert _publish()["version"] == 3  # the claimed number is never reused
+
+
+def test_parallel_trainings_get_distinct_versions(aws, serialized_moto):
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        versions = list(pool.map(lambda _: _publish()["version"], range(12)))
+    assert sorted(versions) == list(range(1, 13))
+    assert [v["version"] for v in registry.list_version_summaries("m")] == list(range(1, 13))
+
+
+def test_parallel_deploys_leave_a_consistent_stage_and_complete_history(aws, serialized_moto):
+    for _ in range(4):
+        _publish()
+    targets = [1, 2, 3, 4] * 4
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        changes = list(pool.map(lambda v: registry.set_stage("m", "production", v), targets))
+    doc = registry.get_stage_document("m", "production")
+    # every change that was not a no-op is in the history, chained: each entry starts where the last ended
+    recorded = [c for c in changes if c["previous_version"] != c["version"]]
+    assert len(doc["history"]) == len(recorded)
+    for before, after in zip(doc["history"], doc["history"][1:], strict=False):
+        assert after["from"] == before["to"]
+    assert doc["history"][-1]["to"] == doc["version"] == registry.resolve_stage("m", "production")
+
+
+def test_deploy_rollback_undeploy(aws):
+    for _ in range(3):
+        _publish()
+    assert registry.set_stage("m", "production", 1) == {"stage": "production", "version": 1, "previous_version": None}
+    assert registry.set_stage("m", "production", 3)["previous_version"] == 1
+    assert registry.rollback_stage("m", "production") == {"stage": "production", "version": 1, "previous_version": 3}
+    with pytest.raises(ServiceError) as error:
+        registry.rollback_stage("m", "production")
+    assert (error.value.status, error.value.code) == (409, "no_previous_version")
+    registry.clear_stage("m", "production")
+    with pytest.raises(ServiceError) as error:
+        registry.resolve_stage("m", "production")
+    assert error.value.code == "stage_not_deployed"
+    assert registry.rollback_stage("m", "production")["version"] == 1  # undo the undeploy
+    history = registry.describe_model("m")["stage_history"]["production"]
+    assert [(h["from"], h["to"], h["action"]) for h in history] == [
+        (None, 1, "deploy"), (1, 3, "deploy"), (3, 1, "rollback"), (1, None, "undeploy"), (None, 1, "rollback")]
+
+
+def test_a_deployed_version_cannot_be_deleted(aws):
+    _publish()
+    registry.set_stage("m", "staging", 1)
+    with pytest.raises(ServiceError) as error:
+        registry.delete_version("m", 1)
+    assert (error.value.status, error.value.code) == (409, "version_in_use")
+    assert "staging" in error.value.message
+    registry.clear_stage("m", "staging")
+    registry.delete_version("m", 1)
+    with pytest.raises(ServiceError):
+        registry.get_version("m", 1)
+
+
+class _Exploit:
+    """A pickle that, if ever loaded, leaves a file behind."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "unpickled"))
+
+
+def test_a_tampered_artifact_is_refused_and_never_unpickled(aws, tmp_path):
+    meta = _publish()
+    marker = tmp_path / "pwned"
+    aws.put_object(Bucket=BUCKET, Key=meta["artifact"]["key"], Body=pickle.dumps(_Exploit(marker)))
+    cache.clear()
+    with pytest.raises(ServiceError) as error:
+        cache.get("m", 1)
+    assert (error.value.status, error.value.code) == (500, "artifact_integrity")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", ["../x", "A", "-x", "x" * 65, "modèle", "a/b", "", "a b"])
+def test_hostile_names_are_rejected_before_any_key_is_built(aws, name):
+    with pytest.raises(ServiceError) as error:
+        registry.publish_version(name, b"x", {})
+    assert (error.value.status, error.value.code) == (400, "invalid_name")
+    assert "Contents" not in aws.list_objects_v2(Bucket=BUCKET)
