@@ -1,0 +1,521 @@
+"""The SAM template, the layer build and the sample events agree with each other and with the rules we deploy by.
+
+The fast tests read template.yaml as data. The `sam` tests run the real SAM CLI (offline): `sam validate --lint`
+and `sam build` into a temporary directory, whose result the `sam_build_dir` fixture keeps for the session so
+container tests can invoke it.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "template.yaml"
+EVENTS = ROOT / "events"
+SAM = ROOT / ".venv-sam" / "bin" / "sam"
+SAM_MISSING = f"SAM CLI not installed at {SAM.relative_to(ROOT)} (run `make sam-tools`)"
+# Lambda's limit for a function's code plus all of its layers, unzipped.
+LAMBDA_UNZIPPED_LIMIT = 262_144_000
+BUCKET_NAME = "mlservice-${StackUuid}"
+STACK_UUID = {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """PyYAML's safe loader plus CloudFormation's short tags (!Ref, !Sub, ...), read as their long forms."""
+
+
+def _cfn_tag(loader: _CfnLoader, tag_suffix: str, node: yaml.Node) -> dict:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if tag_suffix == "Ref":
+        return {"Ref": value}
+    if tag_suffix == "Condition":
+        return {"Condition": value}
+    if tag_suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{tag_suffix}": value}
+
+
+_CfnLoader.add_multi_constructor("!", _cfn_tag)
+
+
+def load_template() -> dict:
+    return yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    return load_template()
+
+
+def _resources_of_type(template: dict, kind: str) -> dict[str, dict]:
+    return {name: res for name, res in template["Resources"].items() if res["Type"] == kind}
+
+
+def _functions(template: dict) -> dict[str, dict]:
+    return _resources_of_type(template, "AWS::Serverless::Function")
+
+
+def _routes(template: dict) -> dict[tuple[str, str], str]:
+    """(METHOD, resource path) -> function logical id, for every API event."""
+    routes: dict[tuple[str, str], str] = {}
+    for name, function in _functions(template).items():
+        for event in function["Properties"].get("Events", {}).values():
+            if event["Type"] == "Api":
+                key = (event["Properties"]["Method"].upper(), event["Properties"]["Path"])
+                assert key not in routes, f"route {key} is declared twice"
+                routes[key] = name
+    return routes
+
+
+def _statements(function: dict) -> list[dict]:
+    statements = []
+    for policy in function["Properties"].get("Policies", []):
+        assert isinstance(policy, dict) and "Statement" in policy, (
+            f"only inline policy documents are allowed, got {policy!r}"
+        )
+        statements.extend(policy["Statement"])
+    return statements
+
+
+def _as_list(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _walk(node: Any):
+    yield node
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def _bucket_arn_suffix(resource: Any) -> str:
+    """The part after `mlservice-${StackUuid}` of an S3 ARN written as the shared computed bucket name."""
+    assert isinstance(resource, dict) and "Fn::Sub" in resource, f"S3 resource must be a !Sub, got {resource!r}"
+    text, variables = resource["Fn::Sub"]
+    assert variables == {"StackUuid": STACK_UUID}, f"{text}: StackUuid must be the stack id's uuid"
+    prefix = "arn:${AWS::Partition}:s3:::" + BUCKET_NAME
+    assert text.startswith(prefix), f"{text} does not name the model bucket"
+    return text[len(prefix) :]
+
+
+def _event_files() -> list[Path]:
+    return sorted(EVENTS.glob("*.json"))
+
+
+# --- template structure ------------------------------------------------------------------------------------
+
+
+def test_template_is_a_sam_template(template: dict) -> None:
+    assert template["AWSTemplateFormatVersion"] == "2010-09-09"
+    assert template["Transform"] == "AWS::Serverless-2016-10-31"
+
+
+def test_every_function_runs_python313_on_x86_with_the_layer(template: dict) -> None:
+    globals_ = template["Globals"]["Function"]
+    assert globals_["Runtime"] == "python3.13"
+    assert globals_["Architectures"] == ["x86_64"]
+    assert globals_["Tracing"] == "Active"
+    assert globals_["Layers"] == [{"Ref": "ModelLayer"}]
+    assert set(_functions(template)) == {"TrainFunction", "DeployFunction", "PredictFunction"}
+    for name, function in _functions(template).items():
+        for key in ("Runtime", "Architectures", "Layers"):
+            assert key not in function["Properties"], f"{name} overrides Globals.Function.{key}"
+
+
+def test_shared_environment(template: dict) -> None:
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["MODEL_BUCKET"] == {"Fn::Sub": [BUCKET_NAME, {"StackUuid": STACK_UUID}]}
+    assert variables["STAGE_CACHE_TTL_SECONDS"] == {"Ref": "StageCacheTtlSeconds"}
+    assert variables["MODEL_CACHE_SIZE"] == {"Ref": "ModelCacheSize"}
+    assert variables["MAX_PREDICT_ROWS"] == {"Ref": "MaxPredictRows"}
+    assert variables["POWERTOOLS_SERVICE_NAME"] == "mlservice"
+    assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "ServerlessML"
+    assert variables["POWERTOOLS_LOG_LEVEL"] == {"Ref": "LogLevel"}
+    assert variables["POWERTOOLS_LOGGER_LOG_EVENT"] == "false", "request bodies must never be logged"
+    parameters = template["Parameters"]
+    assert str(parameters["StageCacheTtlSeconds"]["Default"]) == "5"
+    assert str(parameters["ModelCacheSize"]["Default"]) == "8"
+    assert str(parameters["MaxPredictRows"]["Default"]) == "10000"
+    assert parameters["LogLevel"]["Default"] == "INFO"
+
+
+def test_memory_and_timeouts(template: dict) -> None:
+    functions = _functions(template)
+    expected = {"TrainFunction": (3008, 120), "DeployFunction": (512, 29), "PredictFunction": (2048, 29)}
+    for name, (memory, timeout) in expected.items():
+        properties = functions[name]["Properties"]
+        assert (properties["MemorySize"], properties["Timeout"]) == (memory, timeout), name
+
+
+@pytest.mark.parametrize("name", ["TrainFunction", "DeployFunction", "PredictFunction"])
+def test_handler_file_defines_handler(template: dict, name: str) -> None:
+    properties = _functions(template)[name]["Properties"]
+    module, _, attribute = properties["Handler"].rpartition(".")
+    source = ROOT / properties["CodeUri"] / f"{module}.py"
+    assert source.is_file(), f"{name}: handler module {source.relative_to(ROOT)} does not exist"
+    tree = ast.parse(source.read_text(), filename=str(source))
+    defined = {
+        node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+    }
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        defined.update(t.id for t in targets if isinstance(t, ast.Name))
+        if isinstance(node, ast.ImportFrom):
+            defined.update(alias.asname or alias.name for alias in node.names)
+    assert attribute in defined, f"{source.relative_to(ROOT)} defines no top-level `{attribute}`"
+
+
+def test_layer_builds_with_the_makefile(template: dict) -> None:
+    layer = template["Resources"]["ModelLayer"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Properties"]["ContentUri"] == "layers/mlservice/"
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["x86_64"]
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "x86_64"}
+    makefile = (ROOT / "layers/mlservice/Makefile").read_text()
+    assert re.search(r"^build-ModelLayer:", makefile, re.MULTILINE), "Makefile has no build-ModelLayer target"
+
+
+# --- API ---------------------------------------------------------------------------------------------------
+
+
+def test_api_requires_a_key_and_creates_one(template: dict) -> None:
+    api = template["Resources"]["MlApi"]["Properties"]
+    assert api["StageName"] == "v1"
+    assert api["Auth"]["ApiKeyRequired"] is True
+    assert api["Auth"]["UsagePlan"]["CreateUsagePlan"] == "PER_API"
+    assert api["TracingEnabled"] is True
+    settings = api["MethodSettings"][0]
+    assert {"ThrottlingRateLimit", "ThrottlingBurstLimit"} <= set(settings)
+    assert settings.get("DataTraceEnabled") is not True, "data tracing would log request bodies"
+    outputs = template["Outputs"]
+    assert outputs["ApiKeyId"]["Value"] == {"Ref": "MlApiApiKey"}
+    assert "/v1/" in outputs["ApiUrl"]["Value"]["Fn::Sub"]
+    assert "ModelBucketName" in outputs
+
+
+def test_every_api_event_uses_the_shared_api_with_the_expected_routes(template: dict) -> None:
+    for name, function in _functions(template).items():
+        for event_name, event in function["Properties"]["Events"].items():
+            assert event["Type"] == "Api", f"{name}.{event_name}"
+            assert event["Properties"]["RestApiId"] == {"Ref": "MlApi"}, f"{name}.{event_name}"
+    routes = _routes(template)
+    assert routes == {
+        ("POST", "/models/{model}/versions"): "TrainFunction",
+        ("GET", "/models"): "DeployFunction",
+        ("GET", "/models/{model}"): "DeployFunction",
+        ("GET", "/models/{model}/versions/{version}"): "DeployFunction",
+        ("DELETE", "/models/{model}/versions/{version}"): "DeployFunction",
+        ("PUT", "/models/{model}/stages/{stage}"): "DeployFunction",
+        ("POST", "/models/{model}/stages/{stage}/rollback"): "DeployFunction",
+        ("DELETE", "/models/{model}/stages/{stage}"): "DeployFunction",
+        ("POST", "/models/{model}/predict"): "PredictFunction",
+        ("GET", "/openapi.json"): "PredictFunction",
+        ("GET", "/docs"): "PredictFunction",
+        ("GET", "/v2/health/live"): "PredictFunction",
+        ("GET", "/v2/health/ready"): "PredictFunction",
+        ("GET", "/v2"): "PredictFunction",
+        ("GET", "/v2/models/{model}"): "PredictFunction",
+        ("GET", "/v2/models/{model}/versions/{version}"): "PredictFunction",
+        ("GET", "/v2/models/{model}/ready"): "PredictFunction",
+        ("GET", "/v2/models/{model}/versions/{version}/ready"): "PredictFunction",
+        ("POST", "/v2/models/{model}/infer"): "PredictFunction",
+        ("POST", "/v2/models/{model}/versions/{version}/infer"): "PredictFunction",
+    }
+
+
+# --- events ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", _event_files(), ids=lambda p: p.name)
+def test_event_is_a_proxy_event_for_a_template_route(template: dict, path: Path) -> None:
+    event = json.loads(path.read_text())
+    method, resource = event["httpMethod"], event["resource"]
+    assert (method, resource) in _routes(template), f"{path.name}: {method} {resource} is not a route"
+    concrete = resource
+    for key, value in (event["pathParameters"] or {}).items():
+        concrete = concrete.replace("{" + key + "}", value)
+    assert "{" not in concrete, f"{path.name}: pathParameters do not fill {resource}"
+    assert event["path"] == concrete
+    context = event["requestContext"]
+    assert context["resourcePath"] == resource
+    assert context["httpMethod"] == method
+    assert context["path"] == "/v1" + concrete
+    assert context["stage"] == "v1"
+    assert context["identity"]["apiKey"] == event["headers"]["x-api-key"]
+    assert event["multiValueHeaders"] == {k: [v] for k, v in event["headers"].items()}
+    query = event["queryStringParameters"]
+    multi_query = event["multiValueQueryStringParameters"]
+    assert multi_query == ({k: [v] for k, v in query.items()} if query else None)
+    assert event["stageVariables"] is None
+    assert event["isBase64Encoded"] is False
+    if event["body"] is not None:
+        json.loads(event["body"])
+    if method == "GET":
+        assert event["body"] is None, f"{path.name}: a GET carries no body"
+
+
+def test_every_route_has_an_event_file(template: dict) -> None:
+    covered = set()
+    for path in _event_files():
+        event = json.loads(path.read_text())
+        covered.add((event["httpMethod"], event["resource"]))
+    missing = set(_routes(template)) - covered
+    assert not missing, f"routes without an events/*.json: {sorted(missing)}"
+
+
+# --- bucket and IAM ----------------------------------------------------------------------------------------
+
+
+def test_bucket_is_private_encrypted_versioned_and_retained(template: dict) -> None:
+    bucket = template["Resources"]["ModelBucket"]
+    assert bucket["DeletionPolicy"] == "Retain"
+    assert bucket["UpdateReplacePolicy"] == "Retain"
+    properties = bucket["Properties"]
+    assert properties["BucketName"] == {"Fn::Sub": [BUCKET_NAME, {"StackUuid": STACK_UUID}]}
+    encryption = properties["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in {"AES256", "aws:kms"}
+    assert properties["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert properties["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    assert properties["VersioningConfiguration"] == {"Status": "Enabled"}
+    rules = properties["LifecycleConfiguration"]["Rules"]
+    assert any(rule["Status"] == "Enabled" and "NoncurrentVersionExpiration" in rule for rule in rules)
+
+
+def test_bucket_policy_denies_plain_http(template: dict) -> None:
+    policy = template["Resources"]["ModelBucketPolicy"]["Properties"]
+    assert policy["Bucket"] == {"Ref": "ModelBucket"}
+    denies = [
+        s
+        for s in policy["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Deny" and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
+    ]
+    assert denies, "no statement denies aws:SecureTransport=false"
+    assert {"Fn::Sub": "${ModelBucket.Arn}/*"} in _as_list(denies[0]["Resource"])
+
+
+def test_functions_never_reference_the_bucket_resource(template: dict) -> None:
+    """A function depending on ModelBucket would make a later S3 trigger a circular dependency."""
+    for name, function in _functions(template).items():
+        for node in _walk(function):
+            if isinstance(node, dict):
+                assert node.get("Ref") != "ModelBucket", f"{name} uses !Ref ModelBucket"
+                get_att = node.get("Fn::GetAtt")
+                assert not (get_att and get_att[0] == "ModelBucket"), f"{name} uses !GetAtt ModelBucket"
+                assert "${ModelBucket" not in str(node.get("Fn::Sub", "")), f"{name} substitutes ModelBucket"
+
+
+def test_no_statement_grants_all_of_s3_or_every_resource(template: dict) -> None:
+    for name, function in _functions(template).items():
+        assert function["Properties"]["Policies"], f"{name} has no policies"
+        for statement in _statements(function):
+            actions = _as_list(statement["Action"])
+            assert statement["Effect"] == "Allow"
+            assert all(action.startswith("s3:") for action in actions), f"{name}: unexpected {actions}"
+            assert not any("*" in action for action in actions), f"{name}: wildcard action in {actions}"
+            for resource in _as_list(statement["Resource"]):
+                assert resource != "*", f"{name}: {actions} on every resource"
+                _bucket_arn_suffix(resource)
+
+
+def _grants(template: dict, function: str) -> dict[str, set[str]]:
+    """action -> ARN suffixes after the bucket name ('' for the bucket itself), plus ListBucket prefixes."""
+    grants: dict[str, set[str]] = {}
+    for statement in _statements(_functions(template)[function]):
+        for action in _as_list(statement["Action"]):
+            for resource in _as_list(statement["Resource"]):
+                grants.setdefault(action, set()).add(_bucket_arn_suffix(resource))
+            if action == "s3:ListBucket":
+                prefixes = statement["Condition"]["StringLike"]["s3:prefix"]
+                grants["s3:prefix"] = set(_as_list(prefixes))
+    return grants
+
+
+def test_least_privilege_per_function(template: dict) -> None:
+    assert _grants(template, "PredictFunction") == {
+        "s3:GetObject": {"/models/*"},
+        "s3:ListBucket": {""},
+        "s3:prefix": {"models/*"},
+    }
+    assert _grants(template, "TrainFunction") == {
+        "s3:GetObject": {"/models/*", "/datasets/*"},
+        "s3:PutObject": {"/models/*/versions/*"},
+        "s3:ListBucket": {""},
+        # datasets/ too: without ListBucket S3 answers a missing dataset with 403 instead of 404.
+        "s3:prefix": {"models/*", "datasets/*"},
+    }
+    assert _grants(template, "DeployFunction") == {
+        "s3:GetObject": {"/models/*"},
+        "s3:PutObject": {"/models/*/stages/*"},
+        "s3:DeleteObject": {"/models/*/versions/*"},
+        "s3:ListBucket": {""},
+        "s3:prefix": {"models/*"},
+    }
+
+
+def test_predict_cannot_write(template: dict) -> None:
+    for statement in _statements(_functions(template)["PredictFunction"]):
+        for action in _as_list(statement["Action"]):
+            assert not action.startswith(("s3:Put", "s3:Delete")), f"predict may {action}"
+
+
+# --- the SAM CLI -------------------------------------------------------------------------------------------
+
+
+def _sam_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_MAX_ATTEMPTS="1",
+        SAM_CLI_TELEMETRY="0",
+    )
+    env.pop("AWS_PROFILE", None)
+    env.update(extra)
+    return env
+
+
+def _python313() -> str | None:
+    """A working CPython 3.13 for the layer's bytecode: $PYTHON313, python3.13 on PATH, or a pyenv install."""
+    candidates = [os.environ.get("PYTHON313"), shutil.which("python3.13")]
+    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    candidates += [str(p) for p in sorted(pyenv_root.glob("versions/3.13*/bin/python3.13"), reverse=True)]
+    probe = "import sys; assert sys.version_info[:2] == (3, 13); print(sys.executable)"
+    for candidate in filter(None, candidates):
+        try:
+            result = subprocess.run([candidate, "-c", probe], capture_output=True, text=True, timeout=30)
+        except OSError:
+            continue
+        if result.returncode == 0:
+            return result.stdout.strip()
+    return None
+
+
+@pytest.fixture(scope="session")
+def sam_bin() -> Path:
+    if not SAM.exists():
+        pytest.skip(SAM_MISSING)
+    return SAM
+
+
+@pytest.mark.sam
+def test_sam_validate_lint(sam_bin: Path) -> None:
+    result = subprocess.run(
+        [str(sam_bin), "validate", "--lint", "--template-file", str(TEMPLATE)],
+        cwd=ROOT,
+        env=_sam_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is a valid SAM Template" in result.stdout
+
+
+_PLACEHOLDER_HANDLER = '''"""Placeholder written by tests/test_template.py into a temporary copy: the real app.py does not exist yet."""
+
+
+def handler(event, context):
+    return {"statusCode": 503, "body": "{}"}
+'''
+
+
+@pytest.fixture(scope="session")
+def layer_python313() -> str | None:
+    return _python313()
+
+
+@pytest.fixture(scope="session")
+def sam_build_dir(sam_bin: Path, layer_python313: str | None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`sam build` of a temporary copy of the project; the build directory (with template.yaml) for the session.
+
+    A function whose app.py does not exist yet gets a placeholder handler in the copy only.
+    """
+    work = tmp_path_factory.mktemp("sam-build")
+    project = work / "project"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
+    project.mkdir()
+    for name in ("template.yaml", "samconfig.toml"):
+        shutil.copy2(ROOT / name, project / name)
+    shutil.copytree(ROOT / "layers", project / "layers", ignore=ignore)
+    if (ROOT / "functions").is_dir():
+        shutil.copytree(ROOT / "functions", project / "functions", ignore=ignore)
+    for function in _functions(load_template()).values():
+        app = project / function["Properties"]["CodeUri"] / "app.py"
+        if not app.exists():
+            app.parent.mkdir(parents=True, exist_ok=True)
+            app.write_text(_PLACEHOLDER_HANDLER)
+    build = work / "build"
+    extra = {"PYTHON313": layer_python313} if layer_python313 else {}
+    result = subprocess.run(
+        [str(sam_bin), "build", "--build-dir", str(build), "--cache-dir", str(work / "cache")],
+        cwd=project,
+        env=_sam_env(**extra),
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"sam build failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}")
+    return build
+
+
+def _tree_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+@pytest.mark.sam
+@pytest.mark.slow
+def test_sam_build_layer_contents_and_size(sam_build_dir: Path, layer_python313: str | None) -> None:
+    site = sam_build_dir / "ModelLayer" / "python"
+    assert (site / "mlservice" / "__init__.py").is_file()
+    assert (site / "sklearn" / "__init__.py").is_file()
+    assert (site / "numpy").is_dir() and (site / "scipy").is_dir()
+    # The runtime's boto3/botocore pair must not be shadowed by a copy pulled in by aws-xray-sdk.
+    assert not (site / "botocore").exists() and not (site / "boto3").exists()
+    for package in ("numpy", "scipy", "sklearn"):
+        test_dirs = [p for p in (site / package).rglob("tests") if p.is_dir()]
+        assert not test_dirs, f"{package} ships test folders: {test_dirs[:3]}"
+    stray = [p for p in site.rglob("*.pyc") if ".cpython-313" not in p.name]
+    assert not stray, f"bytecode for another interpreter: {stray[:3]}"
+
+    layer = _tree_bytes(sam_build_dir / "ModelLayer")
+    print(f"built layer: {layer / 1e6:.1f} MB unzipped")
+    assert layer < LAMBDA_UNZIPPED_LIMIT
+    for function in ("TrainFunction", "DeployFunction", "PredictFunction"):
+        assert (sam_build_dir / function / "app.py").is_file()
+        total = layer + _tree_bytes(sam_build_dir / function)
+        assert total < LAMBDA_UNZIPPED_LIMIT, f"{function} with the layer is {total / 1e6:.1f} MB"
+
+    if layer_python313:
+        pyc = site / "sklearn" / "__pycache__" / "__init__.cpython-313.pyc"
+        assert pyc.is_file(), "the layer ships no bytecode although a python3.13 was available"
+        # PEP 552 flags 0b01: hash-based and unchecked, so zipped mtimes cannot invalidate it.
+        assert int.from_bytes(pyc.read_bytes()[4:8], "little") == 1
+    else:
+        print("no python3.13 found: layer built without bytecode", file=sys.stderr)
