@@ -37,10 +37,9 @@ def _restore_environment() -> Iterator[None]:
 @pytest.fixture
 def aws() -> Iterator[Any]:
     """moto around the whole test, the service's bucket created, every cache empty."""
-    from moto import mock_aws
-
     from mlservice import storage
     from mlservice.serving.model_cache import cache
+    from moto import mock_aws
 
     with mock_aws():
         storage.reset_client()
@@ -60,11 +59,21 @@ class Api:
     def __init__(self, runtime: Any) -> None:
         self.runtime = runtime
 
-    def request(self, method: str, path: str, body: Any = None, *, raw: str | bytes | None = None,
-                query: dict[str, str] | None = None, headers: dict[str, str] | None = None) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: str | bytes | None = None,
+        query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         payload = raw if raw is not None else (json.dumps(body) if body is not None else None)
         response = self.runtime.http(
-            method, path, query={k: [str(v)] for k, v in (query or {}).items()},
+            method,
+            path,
+            query={k: [str(v)] for k, v in (query or {}).items()},
             headers={"Content-Type": ["application/json"], **{k: [v] for k, v in (headers or {}).items()}},
             body=payload,
         )

@@ -92,7 +92,7 @@ def get_version(model: str, version: int) -> dict:
     return found[0]
 
 
-def _visible_versions(model: str) -> list[int]:
+def visible_versions(model: str) -> list[int]:
     versions = []
     for obj in storage.list_keys(keys.versions_prefix(model)):
         if obj["Key"].endswith("/metadata.json"):
@@ -127,7 +127,7 @@ def list_version_summaries(model: str) -> list[dict]:
         found = storage.get_json(keys.metadata_key(model, version))
         return summarize(found[0]) if found else None
 
-    return [s for s in _fetch_all(_visible_versions(model), fetch) if s is not None]
+    return [s for s in _fetch_all(visible_versions(model), fetch) if s is not None]
 
 
 def delete_version(model: str, version: int) -> None:
@@ -194,6 +194,8 @@ def resolve_stage(model: str, stage: str) -> int:
     keys.validate_name(stage, "stage")
     doc = get_stage_document(model, stage)
     if doc is None or doc.get("version") is None:
+        if doc is None and not storage.has_prefix(keys.model_prefix(model)):
+            raise not_found("model_not_found", f"model {model!r} does not exist")
         raise not_found("stage_not_deployed", f"stage {stage!r} of model {model!r} is not deployed")
     return int(doc["version"])
 
@@ -253,7 +255,7 @@ def rollback_stage(model: str, stage: str) -> dict:
     keys.validate_name(stage, "stage")
     if get_stage_document(model, stage) is None:
         raise not_found("stage_not_found", f"model {model!r} has no stage {stage!r}")
-    existing = set(_visible_versions(model))
+    existing = set(visible_versions(model))
     previous: dict[str, int | None] = {}
 
     def change(doc: dict) -> dict:
@@ -310,7 +312,7 @@ def list_models() -> list[dict]:
     names = [p[len(keys.MODELS) :].rstrip("/") for p in storage.list_folders(keys.MODELS)]
 
     def fetch(name: str) -> dict | None:
-        versions = _visible_versions(name)
+        versions = visible_versions(name)
         stages = deployed_stages(name)
         if not versions and not stages:
             return None

@@ -150,6 +150,11 @@ def list_keys(prefix: str) -> Iterator[dict]:
         yield from page.get("Contents", [])
 
 
+def has_prefix(prefix: str) -> bool:
+    """Whether any object exists under a prefix (one cheap list call)."""
+    return client().list_objects_v2(Bucket=_bucket(), Prefix=prefix, MaxKeys=1).get("KeyCount", 0) > 0
+
+
 def list_folders(prefix: str) -> list[str]:
     """The immediate 'sub-folders' of a prefix (common prefixes with '/' as delimiter)."""
     paginator = client().get_paginator("list_objects_v2")

@@ -1,0 +1,74 @@
+"""GET /openapi.json and GET /docs: the API's OpenAPI document, generated from the route code.
+
+Each function serves only its own routes, but the document describes the whole API, so it is generated from
+every router at once. Powertools binds a router to the last resolver that included it, so the throwaway
+resolver used for generation hands the routers back to their serving resolver afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+
+from mlservice import __version__
+
+router = Router()
+TITLE = "Serverless ML"
+DESCRIPTION = (
+    "Train scikit-learn models, promote versions to stages and get predictions, on AWS Lambda. Every error is "
+    '`{"error": {"code", "message"}}` (the /v2 Open Inference Protocol routes use `{"error": "<message>"}`). '
+    "Deployed, every request needs the x-api-key header."
+)
+_documents: dict[str, str] = {}
+
+
+def all_routers() -> list[Router]:
+    from mlservice.api import predict_routes, registry_routes, training_routes, v2_routes
+
+    return [training_routes.router, registry_routes.router, predict_routes.router, v2_routes.router, router]
+
+
+def openapi_json(base_path: str = "/") -> str:
+    """The OpenAPI 3.1 document of every route, for the given server base path (cached per container)."""
+    if base_path not in _documents:
+        routers = all_routers()
+        owners = [getattr(r, "api_resolver", None) for r in routers]
+        generator = APIGatewayRestResolver(enable_validation=True)
+        for r in routers:
+            generator.include_router(r)
+        for r, owner in zip(routers, owners, strict=True):
+            r.api_resolver = owner
+        from aws_lambda_powertools.event_handler.openapi.models import Server
+
+        _documents[base_path] = generator.get_openapi_json_schema(
+            title=TITLE, version=__version__, description=DESCRIPTION, servers=[Server(url=base_path)]
+        )
+    return _documents[base_path]
+
+
+def _base_path() -> str:
+    return router.api_resolver._get_base_path() or "/"  # the stage prefix (/v1) when called through API Gateway
+
+
+@router.get("/openapi.json", summary="The OpenAPI document of this API", tags=["documentation"])
+def get_openapi() -> Response[dict]:
+    return Response(status_code=200, content_type="application/json", body=json.loads(openapi_json(_base_path())))
+
+
+@router.get("/docs", summary="Swagger UI for this API (self-contained: no CDN)", tags=["documentation"])
+def get_docs() -> Response[str]:
+    from aws_lambda_powertools.event_handler.openapi import swagger_ui
+    from aws_lambda_powertools.event_handler.openapi.swagger_ui.html import generate_swagger_html
+
+    assets = Path(swagger_ui.__file__).parent
+    html = generate_swagger_html(
+        openapi_json(_base_path()).replace("</", "<\\/"),
+        (assets / "swagger-ui-bundle.min.js").read_text(encoding="utf-8"),
+        (assets / "swagger-ui.min.css").read_text(encoding="utf-8"),
+        None,
+        None,
+    )
+    return Response(status_code=200, content_type="text/html", body=html)

@@ -1,0 +1,1 @@
+"""Wire protocols other than the service's own REST API."""

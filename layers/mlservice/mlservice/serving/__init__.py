@@ -1,0 +1,1 @@
+"""The predict path. Nothing here imports the training code (see the package docstring)."""
