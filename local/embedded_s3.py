@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 
 class _SerialisedWrites:
@@ -26,6 +26,13 @@ class _SerialisedWrites:
             return list(self.app(environ, start_response))
 
 
+class _QuietHandler(WSGIRequestHandler):
+    """No access log line per S3 call: the API's own log is what a user reads."""
+
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
 class EmbeddedS3:
     """Start with `start()`; `endpoint` is the URL to give boto3 (`AWS_ENDPOINT_URL_S3`)."""
 
@@ -38,7 +45,7 @@ class EmbeddedS3:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
         app = _SerialisedWrites(DomainDispatcherApplication(create_backend_app))
-        self._server = make_server(self.host, self.port, app, threaded=True)
+        self._server = make_server(self.host, self.port, app, threaded=True, request_handler=_QuietHandler)
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, name="embedded-s3", daemon=True)
         self._thread.start()

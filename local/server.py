@@ -75,14 +75,10 @@ def main() -> int:
     runtime = LocalLambda(substitutions={"MODEL_BUCKET": bucket, "ModelBucket": bucket})
     try:
         server = make_server(host, port, ApiGatewayApp(runtime), threaded=True)
-    except OSError as error:
+    except (OSError, SystemExit):  # werkzeug explains a busy port itself, then exits
         if embedded is not None:
             embedded.stop()
-        print(
-            f"cannot listen on {host}: port {port} is in use or not allowed ({error.strerror}); "
-            "set PORT to another port",
-            file=sys.stderr,
-        )
+        print(f"cannot listen on {host}:{port}; set PORT to a free port", file=sys.stderr)
         return 1
     url = f"http://{host}:{server.server_port}"
     stop = threading.Event()

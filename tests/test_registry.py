@@ -11,12 +11,11 @@ from pathlib import Path
 
 import joblib
 import pytest
-from sklearn.linear_model import LogisticRegression
-
 from conftest import BUCKET
 from mlservice import keys, registry
 from mlservice.errors import ServiceError
 from mlservice.serving.model_cache import cache
+from sklearn.linear_model import LogisticRegression
 
 FEATURES = [{"name": "x", "kind": "numeric"}]
 
@@ -28,8 +27,16 @@ def _artifact() -> bytes:
 
 
 def _publish(model: str = "m") -> dict:
-    return registry.publish_version(model, _artifact(), {"algorithm": "logistic_regression", "task": "classification",
-                                                         "features": FEATURES, "target": {"name": "y", "classes": [0, 1]}})
+    return registry.publish_version(
+        model,
+        _artifact(),
+        {
+            "algorithm": "logistic_regression",
+            "task": "classification",
+            "features": FEATURES,
+            "target": {"name": "y", "classes": [0, 1]},
+        },
+    )
 
 
 @pytest.fixture
@@ -110,7 +117,12 @@ def test_deploy_rollback_undeploy(aws):
     assert registry.rollback_stage("m", "production")["version"] == 1  # undo the undeploy
     history = registry.describe_model("m")["stage_history"]["production"]
     assert [(h["from"], h["to"], h["action"]) for h in history] == [
-        (None, 1, "deploy"), (1, 3, "deploy"), (3, 1, "rollback"), (1, None, "undeploy"), (None, 1, "rollback")]
+        (None, 1, "deploy"),
+        (1, 3, "deploy"),
+        (3, 1, "rollback"),
+        (1, None, "undeploy"),
+        (None, 1, "rollback"),
+    ]
 
 
 def test_a_deployed_version_cannot_be_deleted(aws):

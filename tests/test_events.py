@@ -1,0 +1,66 @@
+"""Every file in events/ works against the deployed handlers (as `sam local invoke -e` would use it), in the
+order of the story the files tell, each handled by the function template.yaml routes it to."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from local.lambda_events import api_event
+
+EVENTS = Path(__file__).resolve().parent.parent / "events"
+STORY = [
+    "train.json",
+    "train.json",
+    "list_models.json",
+    "describe_model.json",
+    "get_version.json",
+    "deploy.json",
+    "predict.json",
+    "predict_records.json",
+    "get_openapi.json",
+    "docs.json",
+    "v2_health_live.json",
+    "v2_health_ready.json",
+    "v2_server_metadata.json",
+    "v2_model_metadata.json",
+    "v2_model_version_metadata.json",
+    "v2_model_ready.json",
+    "v2_model_version_ready.json",
+    "v2_infer.json",
+    "v2_version_infer.json",
+    "<deploy version 2>",
+    "rollback.json",
+    "undeploy.json",
+    "delete_version.json",
+]
+
+
+def _function_for(runtime, event: dict) -> str:
+    route, _ = runtime.template.find_route(event["httpMethod"], event["path"])
+    assert route.resource == event["resource"], f"{event['resource']} is not a template route"
+    return route.function
+
+
+def test_the_story_covers_every_event_file():
+    assert {p.name for p in EVENTS.glob("*.json") if "httpMethod" in json.loads(p.read_text())} <= set(STORY)
+
+
+def test_every_event_file_succeeds_in_story_order(api, runtime):
+    for name in STORY:
+        if name.startswith("<"):
+            event = api_event(
+                "PUT",
+                "/models/iris/stages/production",
+                "/models/{model}/stages/{stage}",
+                {"model": "iris", "stage": "production"},
+                body=json.dumps({"version": 2}),
+            )
+        else:
+            event = json.loads((EVENTS / name).read_text())
+        response = runtime.invoke(_function_for(runtime, event), event)
+        assert 200 <= response["statusCode"] < 300, (name, response["body"])
+        if response["statusCode"] != 204 and name != "docs.json":
+            json.loads(response["body"])
+    assert api.get("/models/iris/versions/1").status == 404  # delete_version.json removed it
+    assert api.get("/models/iris").json()["versions"][0]["version"] == 2
