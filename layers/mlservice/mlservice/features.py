@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mlservice.errors import bad_request
+from mlservice.errors import ServiceError, bad_request
 
 NUMERIC, CATEGORICAL, TEXT = "numeric", "categorical", "text"
 KINDS = (NUMERIC, CATEGORICAL, TEXT)
@@ -32,7 +32,10 @@ def _number(value: Any, row: int, name: str) -> float:
     if value is None:
         return math.nan
     if isinstance(value, (int, float)):  # bool included: true/false are 1/0
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
     elif isinstance(value, str):
         stripped = value.strip()
         if stripped.lower() in MISSING_STRINGS:
@@ -45,7 +48,7 @@ def _number(value: Any, row: int, name: str) -> float:
             ) from None
     else:
         raise bad_request(f"row {row}, feature {name!r}: {_shown(value)} is not a number", code="invalid_value")
-    if not math.isfinite(number):
+    if not math.isfinite(number):  # inf, or an integer too large for a float
         raise bad_request(
             f"row {row}, feature {name!r}: {_shown(value)} is not a finite number (use null for a missing value)",
             code="invalid_value",
@@ -81,14 +84,55 @@ def _check_shape(rows: Sequence[Any], width: int) -> None:
             )
 
 
-def _numeric_column(values: Sequence[Any], name: str) -> np.ndarray:
+def _numeric_column(values: Sequence[Any], name: str, errors: dict[int, str] | None) -> np.ndarray:
     try:
         column = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         column = None
-    if column is None or column.ndim != 1 or np.isinf(column).any():
-        return np.fromiter((_number(v, i, name) for i, v in enumerate(values)), dtype=np.float64, count=len(values))
-    return column
+    if column is not None and column.ndim == 1 and not np.isinf(column).any():
+        return column
+    out = np.empty(len(values), dtype=np.float64)
+    for i, value in enumerate(values):
+        try:
+            out[i] = _number(value, i, name)
+        except ServiceError as error:
+            if errors is None:
+                raise
+            errors.setdefault(i, error.message)
+            out[i] = math.nan
+    return out
+
+
+def _encode(rows: Sequence[Sequence[Any]], features: Sequence[dict], errors: dict[int, str] | None) -> np.ndarray:
+    """The one encoding. With `errors` None the first bad value raises; otherwise bad rows are recorded there
+    (row index → reason) and encoding goes on, which is what batch prediction needs."""
+    width = len(features)
+    kinds = [f["kind"] for f in features]
+    all_numeric = all(kind == NUMERIC for kind in kinds)
+    if all_numeric:
+        try:
+            matrix = np.asarray(rows, dtype=np.float64)
+            if matrix.ndim == 2 and matrix.shape[1] == width and not np.isinf(matrix).any():
+                return matrix
+        except (TypeError, ValueError, OverflowError):
+            pass
+    _check_shape(rows, width)
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in features]
+    out = np.empty((len(rows), width), dtype=np.float64 if all_numeric else object)
+    for j, (feature, values) in enumerate(zip(features, columns, strict=True)):
+        name, kind = feature["name"], feature["kind"]
+        if kind == NUMERIC:
+            out[:, j] = _numeric_column(values, name, errors)
+            continue
+        for i, value in enumerate(values):
+            if isinstance(value, (dict, list)):
+                message = f"row {i}, feature {name!r}: expected {'a category' if kind == CATEGORICAL else 'text'}, got {_shown(value)}"
+                if errors is None:
+                    raise bad_request(message, code="invalid_value")
+                errors.setdefault(i, message)
+                value = None
+            out[i, j] = category(value) if kind == CATEGORICAL else _text(value)
+    return out
 
 
 def rows_to_matrix(rows: Sequence[Sequence[Any]], features: Sequence[dict]) -> np.ndarray:
@@ -98,38 +142,16 @@ def rows_to_matrix(rows: Sequence[Sequence[Any]], features: Sequence[dict]) -> n
     categorical or text features get an object matrix holding floats, category strings and texts.
     Raises 400 naming the row and feature of the first bad value.
     """
-    width = len(features)
-    kinds = [f["kind"] for f in features]
-    if all(kind == NUMERIC for kind in kinds):
-        try:
-            matrix = np.asarray(rows, dtype=np.float64)
-            if matrix.ndim == 2 and matrix.shape[1] == width and not np.isinf(matrix).any():
-                return matrix
-        except (TypeError, ValueError):
-            pass
-    _check_shape(rows, width)
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in features]
-    out = np.empty((len(rows), width), dtype=np.float64 if all(k == NUMERIC for k in kinds) else object)
-    for j, (feature, values) in enumerate(zip(features, columns, strict=True)):
-        name, kind = feature["name"], feature["kind"]
-        if kind == NUMERIC:
-            out[:, j] = _numeric_column(values, name)
-        elif kind == CATEGORICAL:
-            for i, value in enumerate(values):
-                try:
-                    out[i, j] = category(value)
-                except TypeError:
-                    raise bad_request(
-                        f"row {i}, feature {name!r}: {_shown(value)} is not a category value", code="invalid_value"
-                    ) from None
-        else:
-            for i, value in enumerate(values):
-                if isinstance(value, (dict, list)):
-                    raise bad_request(
-                        f"row {i}, feature {name!r}: expected text, got {_shown(value)}", code="invalid_value"
-                    )
-                out[i, j] = _text(value)
-    return out
+    return _encode(rows, features, None)
+
+
+def rows_to_matrix_lenient(
+    rows: Sequence[Sequence[Any]], features: Sequence[dict]
+) -> tuple[np.ndarray, dict[int, str]]:
+    """Like rows_to_matrix, but a bad value rejects only its row: returns the matrix of every row (bad rows
+    hold placeholders) and {row index: reason} for the rejected ones."""
+    errors: dict[int, str] = {}
+    return _encode(rows, features, errors), errors
 
 
 def records_to_rows(records: Sequence[Any], names: Sequence[str], what: str = "row") -> list[list[Any]]:

@@ -1,0 +1,276 @@
+"""Training data: the four ways a request can supply it, all turned into one table of raw values.
+
+Values stay raw (JSON values, or strings from CSV) until `mlservice.features.rows_to_matrix` encodes them,
+so training sees exactly what serving will see. Size limits are enforced while reading, so an oversized
+upload fails with 413 before it is parsed in full.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import io
+import json
+import re
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from mlservice import keys, storage
+from mlservice.errors import bad_request, not_found, too_large
+from mlservice.settings import Settings
+
+BUNDLED = ("iris", "wine", "breast_cancer", "diabetes", "digits")
+BUNDLED_TARGET = "target"
+MAX_COLUMN_NAME = 256
+DATA_FORMS = (("columns", "rows"), ("records",), ("s3_key",), ("dataset",))
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    rows: list[list[Any]]
+    source: dict[str, Any]
+    # Known for bundled datasets: the target column and its task when the client names none.
+    default_target: str | None = None
+    default_task: str | None = None
+
+    def index(self, name: str) -> int:
+        return self.columns.index(name)
+
+
+class _Limits:
+    """Counts rows and cells as they are read; raises 413 on the first row past a limit."""
+
+    def __init__(self, settings: Settings, width: int) -> None:
+        self.max_rows = settings.max_train_rows
+        self.max_cells = settings.max_train_cells
+        self.width = width
+        self.rows = 0
+
+    def add(self) -> None:
+        self.rows += 1
+        if self.rows > self.max_rows:
+            raise too_large(f"training data has more than {self.max_rows} rows (MAX_TRAIN_ROWS)")
+        if self.rows * self.width > self.max_cells:
+            raise too_large(
+                f"training data has more than {self.max_cells} cells (rows × columns, MAX_TRAIN_CELLS); "
+                f"{self.width} columns allow at most {self.max_cells // max(1, self.width)} rows"
+            )
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_columns(columns: Any, what: str) -> list[str]:
+    if not isinstance(columns, list) or not columns:
+        raise bad_request(f"{what} must be a non-empty list of column names", code="invalid_data")
+    for name in columns:
+        if not isinstance(name, str) or not name.strip() or len(name) > MAX_COLUMN_NAME:
+            raise bad_request(
+                f"{what} has an invalid column name {_shown(name)}: use non-empty strings of at most "
+                f"{MAX_COLUMN_NAME} characters",
+                code="invalid_data",
+            )
+    seen: set[str] = set()
+    for name in columns:
+        if name in seen:
+            raise bad_request(f"{what} names column {name!r} twice", code="invalid_data")
+        seen.add(name)
+    return list(columns)
+
+
+def _from_columns(data: dict, settings: Settings) -> Table:
+    columns = _check_columns(data["columns"], "data.columns")
+    rows = data["rows"]
+    if not isinstance(rows, list):
+        raise bad_request("data.rows must be a list of rows", code="invalid_data")
+    limits = _Limits(settings, len(columns))
+    for index, row in enumerate(rows):
+        limits.add()
+        if not isinstance(row, list) or len(row) != len(columns):
+            raise bad_request(
+                f"data.rows[{index}] must be a list of {len(columns)} values (one per column)", code="invalid_data"
+            )
+    return Table(columns, rows, {"type": "inline", "format": "columns"})
+
+
+def _records_table(records: Iterable[tuple[str, Any]], settings: Settings) -> tuple[list[str], list[list[Any]]]:
+    """Rows and columns from (where, object) pairs: the columns are every key seen, in first-seen order, and
+    a key a record lacks is null."""
+    position: dict[str, int] = {}
+    dicts: list[dict] = []
+    limits = _Limits(settings, 1)
+    for where, record in records:
+        if not isinstance(record, dict):
+            raise bad_request(f"{where} must be an object of column values, got {_shown(record)}", code="invalid_data")
+        for name in record:
+            if name not in position:
+                if not name.strip() or len(name) > MAX_COLUMN_NAME:
+                    raise bad_request(f"{where} has an invalid column name {_shown(name)}", code="invalid_data")
+                position[name] = len(position)
+                limits.width = len(position)
+        limits.add()
+        dicts.append(record)
+    columns = list(position)
+    if not columns:
+        raise bad_request("the training data has no columns (every record is empty)", code="invalid_data")
+    rows = [[record.get(name) for name in columns] for record in dicts]
+    return columns, rows
+
+
+def _from_records(data: dict, settings: Settings) -> Table:
+    records = data["records"]
+    if not isinstance(records, list):
+        raise bad_request("data.records must be a list of objects", code="invalid_data")
+    columns, rows = _records_table(((f"data.records[{i}]", r) for i, r in enumerate(records)), settings)
+    return Table(columns, rows, {"type": "inline", "format": "records"})
+
+
+def _text_lines(raw: bytes, key: str) -> Iterator[str]:
+    """The file's lines, gunzipped by extension and decoded as UTF-8 incrementally (no full-size copy)."""
+    stream: io.BufferedIOBase = io.BytesIO(raw)
+    if key.lower().endswith(".gz"):
+        stream = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[assignment]
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    pending = ""
+    try:
+        while chunk := stream.read(1 << 20):
+            pending += decoder.decode(chunk)
+            *lines, pending = pending.split("\n")
+            yield from (line + "\n" for line in lines)
+        pending += decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise bad_request(f"data.s3_key {key!r} is not UTF-8 text", code="invalid_data") from None
+    except (OSError, EOFError, zlib.error):
+        raise bad_request(f"data.s3_key {key!r} is not a valid gzip file", code="invalid_data") from None
+    if pending:
+        yield pending
+
+
+def _read_csv(raw: bytes, key: str, settings: Settings) -> tuple[list[str], list[list[Any]]]:
+    reader = csv.reader(_text_lines(raw, key), strict=True)
+    try:
+        header = next((row for row in reader if row), None)
+        if header is None:
+            raise bad_request(f"CSV file {key!r} is empty: it needs a header row", code="invalid_data")
+        columns = _check_columns([name.strip() for name in header], f"the header row of {key!r}")
+        limits = _Limits(settings, len(columns))
+        rows: list[list[Any]] = []
+        for row in reader:
+            if not row:
+                continue  # blank line
+            limits.add()
+            if len(row) != len(columns):
+                raise bad_request(
+                    f"line {reader.line_num} of {key!r} has {len(row)} fields, the header has {len(columns)}",
+                    code="invalid_data",
+                )
+            rows.append(row)
+    except csv.Error as error:
+        raise bad_request(f"{key!r} is not valid CSV (line {reader.line_num}: {error})", code="invalid_data") from None
+    return columns, rows
+
+
+def _read_jsonl(raw: bytes, key: str, settings: Settings) -> tuple[list[str], list[list[Any]]]:
+    def records() -> Iterator[tuple[str, Any]]:
+        for number, line in enumerate(_text_lines(raw, key), start=1):
+            if not line.strip():
+                continue
+            try:
+                yield f"line {number} of {key!r}", json.loads(line)
+            except json.JSONDecodeError as error:
+                raise bad_request(f"line {number} of {key!r} is not JSON: {error.msg}", code="invalid_data") from None
+
+    return _records_table(records(), settings)
+
+
+def _from_s3(data: dict, settings: Settings) -> Table:
+    key = keys.dataset_key(data["s3_key"])
+    raw = storage.get_bytes(key)
+    if raw is None:
+        raise not_found("dataset_not_found", f"no dataset at s3 key {key!r}; upload it under datasets/ first")
+    name = key.lower().removesuffix(".gz")
+    columns, rows = _read_csv(raw, key, settings) if name.endswith(".csv") else _read_jsonl(raw, key, settings)
+    return Table(columns, rows, {"type": "s3_key", "s3_key": key, "bytes": len(raw)})
+
+
+def snake_case(name: str) -> str:
+    """'sepal length (cm)' → 'sepal_length_cm', 'od280/od315_of_diluted_wines' → 'od280_od315_of_diluted_wines'."""
+    return re.sub(r"[^0-9a-z]+", "_", name.lower()).strip("_")
+
+
+def _bundled(name: Any, settings: Settings) -> Table:
+    if name not in BUNDLED:
+        raise bad_request(
+            f"data.dataset {_shown(name)} is not bundled; choose one of: {', '.join(BUNDLED)}", code="invalid_data"
+        )
+    from sklearn import datasets as sk
+
+    loader = {
+        "iris": sk.load_iris,
+        "wine": sk.load_wine,
+        "breast_cancer": sk.load_breast_cancer,
+        "diabetes": sk.load_diabetes,
+        "digits": sk.load_digits,
+    }[name]
+    bunch = loader()
+    columns = [snake_case(str(f)) for f in bunch.feature_names] + [BUNDLED_TARGET]
+    limits = _Limits(settings, len(columns))
+    for _ in range(len(bunch.target)):
+        limits.add()
+    if name == "diabetes":
+        labels: list[Any] = [float(v) for v in bunch.target]
+        task = "regression"
+    elif name == "digits":
+        labels = [int(v) for v in bunch.target]
+        task = "classification"
+    else:
+        names = [str(v) for v in bunch.target_names]
+        labels = [names[int(v)] for v in bunch.target]
+        task = "classification"
+    rows = [[*features, label] for features, label in zip(bunch.data.tolist(), labels, strict=True)]
+    return Table(columns, rows, {"type": "dataset", "dataset": name}, default_target=BUNDLED_TARGET, default_task=task)
+
+
+def load_table(data: Any, settings: Settings) -> Table:
+    """The request's `data` as a table; 400 for a malformed spec, 404 for a missing S3 key, 413 when too big."""
+    if not isinstance(data, dict):
+        raise bad_request(
+            'data must be an object: {"columns","rows"}, {"records"}, {"s3_key"} or {"dataset"}', code="invalid_data"
+        )
+    given = [form for form in DATA_FORMS if any(field in data for field in form)]
+    allowed = {field for form in DATA_FORMS for field in form}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise bad_request(
+            f"data has unknown field(s) {', '.join(map(repr, unknown))}; use exactly one of "
+            '{"columns","rows"}, {"records"}, {"s3_key"} or {"dataset"}',
+            code="invalid_data",
+        )
+    if len(given) != 1:
+        named = " and ".join("/".join(form) for form in given) or "none"
+        raise bad_request(
+            f'data must use exactly one source: {{"columns","rows"}}, {{"records"}}, {{"s3_key"}} or {{"dataset"}} '
+            f"(got {named})",
+            code="invalid_data",
+        )
+    form = given[0]
+    missing = [field for field in form if field not in data]
+    if missing:
+        raise bad_request(f"data.{form[0]} needs data.{missing[0]} as well", code="invalid_data")
+    if form == ("columns", "rows"):
+        table = _from_columns(data, settings)
+    elif form == ("records",):
+        table = _from_records(data, settings)
+    elif form == ("s3_key",):
+        table = _from_s3(data, settings)
+    else:
+        table = _bundled(data["dataset"], settings)
+    if not table.rows:
+        raise bad_request("the training data has no rows", code="invalid_data")
+    return table

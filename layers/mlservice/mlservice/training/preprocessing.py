@@ -1,0 +1,261 @@
+"""From raw columns to the model's input: feature kinds, the target, the preprocessing steps, the profile.
+
+The pickled pipeline starts at the matrix `mlservice.features.rows_to_matrix` builds, so its preprocessing
+must consist of scikit-learn classes only (serving unpickles without this package) and address columns by
+integer position (no pandas). Categorical missing values arrive as the "" category and numeric ones as NaN,
+which is why the steps here are an imputer for numbers and a one-hot encoder that ignores unknown values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.compose import ColumnTransformer
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from mlservice.errors import bad_request
+from mlservice.features import CATEGORICAL, MISSING_CATEGORY, MISSING_STRINGS, NUMERIC, TEXT, category
+
+CLASSIFICATION, REGRESSION = "classification", "regression"
+TFIDF_MAX_FEATURES = 5000
+# Rarer categories share one "infrequent" column: keeps an id-like column from becoming a million columns.
+ONE_HOT_MAX_CATEGORIES = 1000
+PROFILE_MAX_CATEGORIES = 1000
+# Integer targets with at most this many distinct values (and fewer than half the rows) are class labels.
+MAX_INFERRED_CLASSES = 20
+_EXACT_INTEGERS = 2.0**53
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _not_finite(row: int, column: str, value: Any, code: str) -> None:
+    raise bad_request(
+        f"row {row}, column {column!r}: {_shown(value)} is not allowed; use null for a missing value", code=code
+    )
+
+
+def _numeric_string(value: str) -> bool | None:
+    """True for a number, None for a spelling of missing, False otherwise."""
+    stripped = value.strip()
+    if stripped.lower() in MISSING_STRINGS:
+        return None
+    try:
+        return math.isfinite(float(stripped))
+    except ValueError:
+        return False
+
+
+# ---------------------------------------------------------------- features
+
+
+def infer_kind(values: Sequence[Any], name: str) -> str:
+    """numeric when every non-missing value is a number or a numeric string, else categorical.
+
+    A column with no value at all is categorical: it then accepts anything at predict time. Non-finite floats
+    (NaN from a lenient JSON parser) are refused: null is the one spelling of missing in JSON.
+    """
+    try:
+        column = np.asarray(values, dtype=np.float64)  # None → NaN; numbers and numeric strings parse
+    except (TypeError, ValueError, OverflowError):
+        column = None
+    if column is not None and column.ndim == 1 and not np.isinf(column).any():
+        gaps = np.flatnonzero(np.isnan(column))
+        for i in gaps:
+            value = values[i]
+            if isinstance(value, float):
+                _not_finite(int(i), name, value, "invalid_value")
+            if isinstance(value, str) and _numeric_string(value) is not None:
+                column = None  # "nan"-like spellings are missing; anything else falls to the slow path
+                break
+        else:
+            return NUMERIC if len(gaps) < len(values) else CATEGORICAL
+    numeric, seen = True, False
+    for i, value in enumerate(values):
+        if isinstance(value, float) and not math.isfinite(value):
+            _not_finite(i, name, value, "invalid_value")
+        if not numeric or value is None:
+            continue
+        if isinstance(value, (bool, int, float)):
+            if isinstance(value, int) and abs(value) > 1e300:
+                _too_big(i, name, value, "invalid_value")
+            seen = True
+        elif isinstance(value, str):
+            parsed = _numeric_string(value)
+            if parsed is False:
+                numeric = False
+            seen = seen or parsed is True
+        else:
+            numeric = False
+    return NUMERIC if numeric and seen else CATEGORICAL
+
+
+def check_finite(values: Sequence[Any], name: str) -> None:
+    for i, value in enumerate(values):
+        if isinstance(value, float) and not math.isfinite(value):
+            _not_finite(i, name, value, "invalid_value")
+
+
+def check_text_has_words(matrix: np.ndarray, features: Sequence[dict]) -> None:
+    """TF-IDF cannot fit a column without a single word; say which column instead of 'empty vocabulary'."""
+    analyzer = TfidfVectorizer().build_analyzer()
+    for j, feature in enumerate(features):
+        if feature["kind"] == TEXT and not any(analyzer(text) for text in matrix[:, j]):
+            raise bad_request(
+                f"text feature {feature['name']!r} has no words in the training rows", code="invalid_features"
+            )
+
+
+def build_preprocessor(features: Sequence[dict], *, scale_numeric: bool, dense: bool) -> ColumnTransformer:
+    """One ColumnTransformer over the rows_to_matrix layout, addressing columns by position."""
+    numeric = [j for j, f in enumerate(features) if f["kind"] == NUMERIC]
+    categorical = [j for j, f in enumerate(features) if f["kind"] == CATEGORICAL]
+    steps: list[tuple[str, Any, Any]] = []
+    if numeric:
+        imputer = SimpleImputer(strategy="median", keep_empty_features=True)
+        steps.append(("numeric", make_pipeline(imputer, StandardScaler()) if scale_numeric else imputer, numeric))
+    if categorical:
+        encoder = OneHotEncoder(handle_unknown="ignore", max_categories=ONE_HOT_MAX_CATEGORIES)
+        steps.append(("categorical", encoder, categorical))
+    for j, feature in enumerate(features):
+        if feature["kind"] == TEXT:
+            # A scalar column index hands the vectorizer a 1-D array of strings, which is what it takes.
+            steps.append((f"text_{j}", TfidfVectorizer(max_features=TFIDF_MAX_FEATURES), j))
+    return ColumnTransformer(steps, remainder="drop", sparse_threshold=0.0 if dense else 0.3, n_jobs=1)
+
+
+def build_pipeline(preprocessor: ColumnTransformer, estimator: Any) -> Pipeline:
+    return Pipeline([("preprocess", preprocessor), ("model", estimator)])
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def feature_profile(matrix: np.ndarray, features: Sequence[dict]) -> list[dict]:
+    """The schema serving needs (name, kind) plus what the training rows looked like, per feature."""
+    profile = []
+    for j, feature in enumerate(features):
+        entry: dict[str, Any] = {"name": feature["name"], "kind": feature["kind"]}
+        column = matrix[:, j]
+        if feature["kind"] == NUMERIC:
+            numbers = column.astype(np.float64)
+            present = numbers[~np.isnan(numbers)]
+            entry["missing"] = int(len(numbers) - len(present))
+            if len(present):
+                entry.update(
+                    min=_finite(present.min()), max=_finite(present.max()), mean=_finite(present.mean(dtype=np.float64))
+                )
+            else:
+                entry.update(min=None, max=None, mean=None)
+        elif feature["kind"] == CATEGORICAL:
+            counts = Counter(column.tolist())
+            entry["missing"] = counts.pop(MISSING_CATEGORY, 0)
+            ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+            entry["distinct"] = len(ranked)
+            entry["categories"] = [value for value, _ in ranked[:PROFILE_MAX_CATEGORIES]]
+            entry["categories_truncated"] = len(ranked) > PROFILE_MAX_CATEGORIES
+        else:
+            entry["missing"] = int(sum(1 for text in column if not str(text).strip()))
+        profile.append(entry)
+    return profile
+
+
+# ---------------------------------------------------------------- target
+
+
+@dataclass
+class Target:
+    """The label column after dropping missing values: kept row positions and their values."""
+
+    name: str
+    keep: list[int]
+    values: list[Any]  # floats when numeric, else bools or category strings
+    numeric: bool
+    dropped: int
+
+    def infer_task(self) -> tuple[str, str]:
+        """The task the values suggest, with the reason (shown when the algorithm cannot do it)."""
+        if not self.numeric:
+            return CLASSIFICATION, "its values are labels, not numbers"
+        distinct = set(self.values)
+        integers = all(v.is_integer() and abs(v) <= _EXACT_INTEGERS for v in distinct)
+        if integers and len(distinct) <= MAX_INFERRED_CLASSES and len(distinct) < len(self.values) / 2:
+            return CLASSIFICATION, f"integers with {len(distinct)} distinct values"
+        return REGRESSION, f"numbers with {len(distinct)} distinct values"
+
+    def array(self, task: str) -> np.ndarray:
+        """y for the task: int, bool or str class labels, or float64 values; 400 when the values do not fit."""
+        if task == REGRESSION:
+            if not self.numeric:
+                position = next(i for i, v in enumerate(self.values) if not isinstance(v, float))
+                raise bad_request(
+                    f"task regression needs a numeric target, but target {self.name!r} has "
+                    f"{_shown(self.values[position])} in row {self.keep[position]}",
+                    code="invalid_target",
+                )
+            return np.asarray(self.values, dtype=np.float64)
+        if self.numeric:
+            for position, v in enumerate(self.values):
+                if not (v.is_integer() and abs(v) <= _EXACT_INTEGERS):
+                    raise bad_request(
+                        f"task classification needs class labels, but target {self.name!r} has the non-integer "
+                        f"number {v!r} in row {self.keep[position]}; use task regression or string labels",
+                        code="invalid_target",
+                    )
+            return np.asarray([int(v) for v in self.values], dtype=np.int64)
+        if all(isinstance(v, bool) for v in self.values):
+            return np.asarray(self.values, dtype=bool)
+        labels = np.empty(len(self.values), dtype=object)
+        labels[:] = [v if isinstance(v, str) else category(v) for v in self.values]
+        return labels
+
+
+def scan_target(values: Sequence[Any], name: str) -> Target:
+    """Find missing targets and decide whether the column is numeric (numbers or numeric strings)."""
+    numeric = True
+    for i, value in enumerate(values):
+        if value is None:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            _not_finite(i, name, value, "invalid_target")
+        if isinstance(value, (dict, list)):
+            raise bad_request(
+                f"row {i}, target {name!r}: {_shown(value)} is not a label or number", code="invalid_target"
+            )
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 1e300:
+            _too_big(i, name, value, "invalid_target")
+        if numeric and (isinstance(value, bool) or (isinstance(value, str) and _numeric_string(value) is False)):
+            numeric = False
+    keep: list[int] = []
+    kept: list[Any] = []
+    for i, value in enumerate(values):
+        if numeric:
+            if value is None or (isinstance(value, str) and _numeric_string(value) is None):
+                continue
+            kept.append(float(value))
+        else:
+            if value is None or (not isinstance(value, bool) and category(value) == MISSING_CATEGORY):
+                continue
+            kept.append(value if isinstance(value, bool) else category(value))
+        keep.append(i)
+    return Target(name, keep, kept, numeric, len(values) - len(keep))
+
+
+def json_labels(classes: np.ndarray) -> list[Any]:
+    """Class labels as JSON-native values (numpy ints and bools become Python ones)."""
+    return [v.item() if isinstance(v, np.generic) else v for v in classes.tolist()]
+
+
+def _too_big(row: int, column: str, value: int, code: str) -> None:
+    raise bad_request(f"row {row}, column {column!r}: {_shown(value)} is too large for a number", code=code)

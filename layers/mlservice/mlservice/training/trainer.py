@@ -1,0 +1,401 @@
+"""Train one model version from a request body: validate, load, encode, fit, evaluate, serialise.
+
+`train` is the only entry point. It trusts nothing about the request (the API may pass any JSON), fits a
+single scikit-learn Pipeline on the rows_to_matrix encoding that serving also uses, evaluates it on a
+holdout the model never saw, and returns the joblib bytes plus the metadata the registry stores with them.
+The artifact is fitted on the training part only, so the metrics describe exactly the model that is served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import platform
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import joblib
+import numpy as np
+import sklearn
+from sklearn.model_selection import train_test_split
+
+from mlservice.errors import bad_request
+from mlservice.features import TEXT, rows_to_matrix
+from mlservice.settings import get_settings
+from mlservice.training import algorithms, metrics, preprocessing
+from mlservice.training.algorithms import CLASSIFICATION, TASKS, Algorithm
+from mlservice.training.datasets import Table, load_table
+
+REQUEST_FIELDS = (
+    "algorithm",
+    "task",
+    "hyperparameters",
+    "data",
+    "target",
+    "features",
+    "text_features",
+    "test_size",
+    "random_state",
+    "cv",
+    "description",
+)
+MIN_ROWS = 10
+DEFAULT_TEST_SIZE = 0.2
+TEST_SIZE_RANGE = (0.05, 0.5)
+CV_RANGE = (2, 20)
+MAX_RANDOM_STATE = 2**32 - 1
+MAX_DESCRIPTION = 1000
+MAX_WARNINGS = 10
+_HASH_CHUNK_ROWS = 10_000
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    algorithm: Algorithm
+    task: str | None
+    hyperparameters: Any
+    data: Any
+    target: str | None
+    features: list[str] | None
+    text_features: list[str]
+    test_size: float
+    random_state: int
+    cv: int | None
+    description: str | None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _names(value: Any, field: str) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise bad_request(f"{field} must be a list of column names", code="invalid_features")
+    duplicates = sorted({v for v in value if value.count(v) > 1})
+    if duplicates:
+        raise bad_request(
+            f"{field} names {', '.join(map(repr, duplicates[:10]))} more than once", code="invalid_features"
+        )
+    return list(value)
+
+
+def parse_request(request: Any) -> TrainRequest:
+    """Check every field's type and range; data contents are checked once loaded."""
+    if not isinstance(request, dict):
+        raise bad_request("the training request must be a JSON object", code="invalid_request")
+    unknown = sorted(set(request) - set(REQUEST_FIELDS))
+    if unknown:
+        raise bad_request(
+            f"unknown field(s) {', '.join(repr(str(u)[:40]) for u in unknown[:10])}; allowed: {', '.join(REQUEST_FIELDS)}",
+            code="invalid_request",
+        )
+    if "algorithm" not in request:
+        raise bad_request(f"algorithm is required: one of {', '.join(algorithms.ALGORITHMS)}", code="invalid_algorithm")
+    algorithm = algorithms.get_algorithm(request["algorithm"])
+    task = request.get("task")
+    if task is not None and task not in TASKS:
+        raise bad_request(f"task must be 'classification' or 'regression', got {_shown(task)}", code="invalid_task")
+    if "data" not in request:
+        raise bad_request(
+            'data is required: {"columns","rows"}, {"records"}, {"s3_key"} or {"dataset"}', code="invalid_data"
+        )
+    target = request.get("target")
+    if target is not None and (not isinstance(target, str) or not target):
+        raise bad_request(f"target must be a column name, got {_shown(target)}", code="invalid_target")
+    test_size = request.get("test_size")
+    if test_size is None:
+        test_size = DEFAULT_TEST_SIZE
+    low, high = TEST_SIZE_RANGE
+    if isinstance(test_size, bool) or not isinstance(test_size, (int, float)) or not low <= test_size <= high:
+        raise bad_request(
+            f"test_size must be a number from {low} to {high}, got {_shown(test_size)}", code="invalid_test_size"
+        )
+    random_state = request.get("random_state")
+    if random_state is None:
+        random_state = 0
+    if isinstance(random_state, bool) or not isinstance(random_state, int) or not 0 <= random_state <= MAX_RANDOM_STATE:
+        raise bad_request(
+            f"random_state must be an integer from 0 to {MAX_RANDOM_STATE}, got {_shown(random_state)}",
+            code="invalid_random_state",
+        )
+    cv = request.get("cv")
+    if cv is not None and (isinstance(cv, bool) or not isinstance(cv, int) or not CV_RANGE[0] <= cv <= CV_RANGE[1]):
+        raise bad_request(
+            f"cv must be an integer from {CV_RANGE[0]} to {CV_RANGE[1]} (the number of folds), got {_shown(cv)}",
+            code="invalid_cv",
+        )
+    description = request.get("description")
+    if description is not None and (not isinstance(description, str) or len(description) > MAX_DESCRIPTION):
+        raise bad_request(
+            f"description must be a string of at most {MAX_DESCRIPTION} characters", code="invalid_description"
+        )
+    return TrainRequest(
+        algorithm=algorithm,
+        task=task,
+        hyperparameters=request.get("hyperparameters"),
+        data=request["data"],
+        target=target,
+        features=_names(request.get("features"), "features"),
+        text_features=_names(request.get("text_features"), "text_features") or [],
+        test_size=float(test_size),
+        random_state=random_state,
+        cv=cv,
+        description=description,
+    )
+
+
+def _listed(names: Sequence[str], limit: int = 30) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def _resolve_columns(request: TrainRequest, table: Table) -> tuple[str, list[str]]:
+    target = request.target or table.default_target
+    if target is None:
+        raise bad_request("target is required: the name of the column to predict", code="invalid_target")
+    if target not in table.columns:
+        raise bad_request(
+            f"target column {target!r} is not in the data; columns are: {_listed(table.columns)}",
+            code="invalid_target",
+        )
+    if request.features is None:
+        features = [c for c in table.columns if c != target]
+        if not features:
+            raise bad_request("the data has no column besides the target to learn from", code="invalid_features")
+    else:
+        features = request.features
+        if not features:
+            raise bad_request("features must name at least one column", code="invalid_features")
+        if target in features:
+            raise bad_request(f"the target {target!r} cannot also be a feature", code="invalid_features")
+        unknown = [f for f in features if f not in table.columns]
+        if unknown:
+            raise bad_request(
+                f"unknown feature(s) {_listed(unknown, 10)}; columns are: {_listed(table.columns)}",
+                code="invalid_features",
+            )
+    stray = [t for t in request.text_features if t not in features]
+    if stray:
+        raise bad_request(
+            f"text_features {_listed(stray, 10)} must also be features (columns used by the model)",
+            code="invalid_features",
+        )
+    return target, features
+
+
+def _resolve_task(request: TrainRequest, table: Table, target: preprocessing.Target) -> str:
+    algorithm = request.algorithm
+    if request.task is not None:
+        return request.task  # already checked against the algorithm
+    if target.name == table.default_target and table.default_task:
+        task, reason = table.default_task, f"the bundled dataset {table.source.get('dataset')!r}"
+    else:
+        task, reason = target.infer_task()
+    algorithms.check_task(algorithm, task, inferred=reason)
+    return task
+
+
+def table_sha256(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """sha256 of json.dumps({"columns": names, "rows": rows}, separators=(",", ":"), ensure_ascii=False),
+    computed in chunks so the whole document never exists as one string."""
+    digest = hashlib.sha256()
+
+    def dumps(value: Any) -> str:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
+
+    digest.update(('{"columns":' + dumps(list(names)) + ',"rows":[').encode())
+    for start in range(0, len(rows), _HASH_CHUNK_ROWS):
+        chunk = dumps(list(rows[start : start + _HASH_CHUNK_ROWS]))[1:-1]
+        digest.update((b"," if start else b"") + chunk.encode())
+    digest.update(b"]}")
+    return digest.hexdigest()
+
+
+def _stratify(task: str, y: np.ndarray, test_size: float) -> np.ndarray | None:
+    """y when a stratified split is possible: every class twice, and room for every class on both sides."""
+    if task != CLASSIFICATION:
+        return None
+    counts = np.unique(y, return_counts=True)[1]
+    n_test = math.ceil(test_size * len(y))
+    n_train = len(y) - n_test
+    if counts.min() < 2 or n_test < len(counts) or n_train < len(counts):
+        return None
+    return y
+
+
+def _warning_texts(caught: Sequence[warnings.WarningMessage]) -> list[str]:
+    texts: list[str] = []
+    for item in caught:
+        if "`probability` parameter was deprecated" in str(item.message):
+            continue  # the service's own choice, not news for the client
+        text = f"{item.category.__name__}: {str(item.message).strip().splitlines()[0][:300]}"
+        if text not in texts:
+            texts.append(text)
+    return texts[:MAX_WARNINGS]
+
+
+def _preprocessing_summary(algorithm: Algorithm, task: str, features: Sequence[dict]) -> dict[str, Any]:
+    kinds = {f["kind"] for f in features}
+    summary: dict[str, Any] = {}
+    if "numeric" in kinds:
+        summary["numeric"] = "median imputation" + (" + standard scaling" if algorithm.scale_numeric else "")
+    if "categorical" in kinds:
+        summary["categorical"] = (
+            f"one-hot (unknown values ignored, at most {preprocessing.ONE_HOT_MAX_CATEGORIES} columns per feature)"
+        )
+    if TEXT in kinds:
+        summary["text"] = f"TF-IDF (at most {preprocessing.TFIDF_MAX_FEATURES} terms per feature)"
+    summary["dense"] = algorithm.needs_dense
+    summary["target_standardised"] = task != CLASSIFICATION and algorithm.scale_target
+    return summary
+
+
+def _serialise(pipeline: Any) -> bytes:
+    buffer = io.BytesIO()
+    joblib.dump(pipeline, buffer, compress=3)
+    return buffer.getvalue()
+
+
+def train(request: Any) -> tuple[bytes, dict[str, Any]]:
+    """Fit the requested model; returns (joblib bytes of one fitted Pipeline, metadata without name/version).
+
+    Raises ServiceError: 400 for any invalid field or data, 404 dataset_not_found, 413 payload_too_large.
+    """
+    started = time.perf_counter()
+    settings = get_settings()
+    req = parse_request(request)
+    algorithm = req.algorithm
+    if req.task is not None:
+        algorithms.check_task(algorithm, req.task)
+    algorithms.validate_hyperparameters(algorithm, req.task, req.hyperparameters)  # fail before reading data
+
+    table = load_table(req.data, settings)
+    target_name, feature_names = _resolve_columns(req, table)
+    target_position = table.index(target_name)
+    target = preprocessing.scan_target([row[target_position] for row in table.rows], target_name)
+    if len(target.keep) < MIN_ROWS:
+        dropped = f" ({target.dropped} dropped for a missing target)" if target.dropped else ""
+        raise bad_request(
+            f"training needs at least {MIN_ROWS} rows with a target value, got {len(target.keep)}{dropped}",
+            code="invalid_data",
+        )
+    task = _resolve_task(req, table, target)
+    y = target.array(task)
+    n_classes = None
+    if task == CLASSIFICATION:
+        n_classes = len(np.unique(y))
+        if n_classes < 2:
+            raise bad_request(
+                f"classification needs at least two classes; target {target_name!r} has only {y[0]!r}",
+                code="invalid_target",
+            )
+    params = algorithms.validate_hyperparameters(algorithm, task, req.hyperparameters)
+
+    # Encode every row (row numbers in errors then match the client's data), then keep those with a target.
+    positions = [table.index(name) for name in feature_names]
+    rows = [[row[p] for p in positions] for row in table.rows]
+    text = set(req.text_features)
+    features: list[dict[str, str]] = []
+    for name, values in zip(feature_names, zip(*rows, strict=True), strict=True):
+        if name in text:
+            preprocessing.check_finite(values, name)
+            features.append({"name": name, "kind": TEXT})
+        else:
+            features.append({"name": name, "kind": preprocessing.infer_kind(values, name)})
+    X = rows_to_matrix(rows, features)[target.keep]
+    digest = table_sha256(
+        [*feature_names, target_name], [[*rows[i], table.rows[i][target_position]] for i in target.keep]
+    )
+    del rows
+
+    stratify = _stratify(task, y, req.test_size)
+    train_idx, test_idx = train_test_split(
+        np.arange(len(y)), test_size=req.test_size, random_state=req.random_state, stratify=stratify
+    )
+    X_train, X_test, y_train, y_test = X[train_idx], X[test_idx], y[train_idx], y[test_idx]
+    if task == CLASSIFICATION and len(np.unique(y_train)) < 2:
+        raise bad_request(
+            "the training part holds a single class; add rows of the other classes", code="invalid_target"
+        )
+    if req.cv is not None and req.cv > len(y_train):
+        raise bad_request(f"cv {req.cv} exceeds the {len(y_train)} training rows", code="invalid_cv")
+    context = algorithms.FitContext(
+        smallest_fit_rows=metrics.smallest_fold_train_rows(len(y_train), req.cv) if req.cv else len(y_train),
+        n_classes=n_classes,
+        y=y_train,
+    )
+    params = algorithms.check_combination(algorithm, task, params, context)
+    preprocessing.check_text_has_words(X_train, features)
+
+    estimator = algorithms.build_estimator(algorithm, task, params, req.random_state)
+    preprocessor = preprocessing.build_preprocessor(
+        features, scale_numeric=algorithm.scale_numeric, dense=algorithm.needs_dense
+    )
+    pipeline = preprocessing.build_pipeline(preprocessor, estimator)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            algorithms.fit_quietly(pipeline, X_train, y_train)
+        except ValueError as error:  # a data/parameter combination scikit-learn refuses that no rule above caught
+            raise bad_request(
+                f"{algorithm.name} could not be fitted to this data: {str(error).splitlines()[0][:300]}",
+                code="training_failed",
+            ) from None
+
+    if task == CLASSIFICATION:
+        scores = metrics.classification_metrics(pipeline, X_test, y_test)
+    else:
+        scores = metrics.regression_metrics(pipeline, X_test, y_test)
+    if req.cv is not None:
+        scores.update(metrics.cross_validation(pipeline, X_train, y_train, task, req.cv, req.random_state))
+    importance = metrics.feature_importance(pipeline, X_test, y_test, features, task, req.random_state)
+
+    target_info: dict[str, Any] = {"name": target_name}
+    if task == CLASSIFICATION:
+        classes = pipeline.classes_
+        target_info["classes"] = preprocessing.json_labels(classes)
+        target_info["class_counts"] = [int((y_train == c).sum()) for c in classes]
+    else:
+        target_info.update(
+            min=metrics.finite(y_train.min()), max=metrics.finite(y_train.max()), mean=metrics.finite(y_train.mean())
+        )
+
+    artifact = _serialise(pipeline)
+    metadata: dict[str, Any] = {
+        "algorithm": algorithm.name,
+        "task": task,
+        "hyperparameters": algorithms.effective_params(algorithms.core_estimator(pipeline.named_steps["model"])),
+        "features": preprocessing.feature_profile(X_train, features),
+        "target": target_info,
+        "metrics": scores,
+        "feature_importance": importance,
+        "preprocessing": _preprocessing_summary(algorithm, task, features),
+        "training": {
+            "rows": len(y_train),
+            "holdout_rows": len(y_test),
+            "dropped_rows_missing_target": target.dropped,
+            "test_size": req.test_size,
+            "random_state": req.random_state,
+            "stratified": stratify is not None,
+            "source": table.source,
+            "sha256": digest,
+            "warnings": _warning_texts(caught),
+            "seconds": round(time.perf_counter() - started, 3),
+        },
+        "environment": {
+            "python": platform.python_version(),
+            "scikit-learn": sklearn.__version__,
+            "numpy": np.__version__,
+            "joblib": joblib.__version__,
+        },
+        "description": req.description,
+    }
+    return artifact, metadata
