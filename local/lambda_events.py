@@ -9,6 +9,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote_plus
 
 STAGE = "v1"
 
@@ -66,7 +67,7 @@ def api_event(
 
 
 def s3_put_event(bucket: str, key: str, size: int, etag: str, sequencer: str = "0") -> dict[str, Any]:
-    """An S3 ObjectCreated:Put notification for one object."""
+    """An S3 ObjectCreated:Put notification for one object (its key URL-encoded, as S3 sends it)."""
     return {
         "Records": [
             {
@@ -78,7 +79,12 @@ def s3_put_event(bucket: str, key: str, size: int, etag: str, sequencer: str = "
                 "s3": {
                     "s3SchemaVersion": "1.0",
                     "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-                    "object": {"key": key, "size": size, "eTag": etag.strip('"'), "sequencer": sequencer},
+                    "object": {
+                        "key": quote_plus(key, safe="/"),
+                        "size": size,
+                        "eTag": etag.strip('"'),
+                        "sequencer": sequencer,
+                    },
                 },
             }
         ]

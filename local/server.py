@@ -19,6 +19,7 @@ from werkzeug.wrappers import Request, Response
 
 from local.embedded_s3 import EmbeddedS3
 from local.runtime import LocalLambda
+from local.triggers import EventPump
 
 LOCAL_BUCKET = "mlservice-local"
 
@@ -58,7 +59,12 @@ def _prepare_storage() -> tuple[str, str, EmbeddedS3 | None]:
     s3 = EmbeddedS3().start()
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
         os.environ.pop(name, None)
-    os.environ.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local", AWS_ENDPOINT_URL_S3=s3.endpoint)
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="local",
+        AWS_SECRET_ACCESS_KEY="local",
+        AWS_ENDPOINT_URL_S3=s3.endpoint,
+        AWS_ENDPOINT_URL_SQS=s3.endpoint,
+    )
     bucket = os.environ.get("MODEL_BUCKET") or LOCAL_BUCKET
     import boto3
 
@@ -73,6 +79,11 @@ def main() -> int:
     port = int(os.environ.get("PORT", "3000"))
     bucket, endpoint, embedded = _prepare_storage()
     runtime = LocalLambda(substitutions={"MODEL_BUCKET": bucket, "ModelBucket": bucket})
+    pump = None
+    if embedded is not None:  # S3 events and queues exist only where this process owns the S3
+        pump = EventPump(runtime, endpoint, bucket)
+        runtime.substitutions.update(pump.configure())
+        pump.start()
     try:
         server = make_server(host, port, ApiGatewayApp(runtime), threaded=True)
     except (OSError, SystemExit):  # werkzeug explains a busy port itself, then exits
@@ -98,13 +109,17 @@ def main() -> int:
         '"data": {"dataset": "iris"}}\'\n'
         f"  curl -s -X PUT {url}/models/iris/stages/production -d '{{\"version\": 1}}'\n"
         f"  curl -s -X POST {url}/models/iris/predict -d '{{\"instances\": [[5.1, 3.5, 1.4, 0.2]]}}'\n"
-        f"  API docs: {url}/docs",
+        f"  API docs: {url}/docs\n"
+        f"Batch: files copied to s3://{bucket}/batch/input/<model>/ are predicted into batch/output/<model>/"
+        + ("" if pump else " (only with the embedded S3)"),
         flush=True,
     )
     try:
         server.serve_forever()
     finally:
         server.server_close()
+        if pump is not None:
+            pump.stop()
         if embedded is not None:
             embedded.stop()
         print("stopped", flush=True)

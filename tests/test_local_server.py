@@ -215,3 +215,34 @@ def test_a_busy_port_is_reported_not_hidden():
         assert f"port {first.port} is in use" in (clash.stdout + clash.stderr).lower()
     finally:
         stop_server(first)
+
+
+def test_a_file_dropped_into_the_embedded_s3_is_predicted(server):
+    """What `aws s3 cp flowers.csv s3://<bucket>/batch/input/flower/ --endpoint-url <S3>` does."""
+    import boto3
+
+    server.call("POST", "/models/petals/versions", {"algorithm": "logistic_regression", "data": {"dataset": "iris"}})
+    server.call("PUT", "/models/petals/stages/production", {"version": 1})
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=server.s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    header = "id,sepal_length_cm,sepal_width_cm,petal_length_cm,petal_width_cm\n"
+    s3.put_object(
+        Bucket=server.bucket, Key="batch/input/petals/today.csv", Body=header + "a,5.1,3.5,1.4,0.2\nb,6.7,3.0,5.2,2.3\n"
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = s3.list_objects_v2(Bucket=server.bucket, Prefix="batch/output/petals/today.csv.manifest.json")
+        if found.get("KeyCount"):
+            break
+        time.sleep(0.2)
+    manifest = json.loads(
+        s3.get_object(Bucket=server.bucket, Key="batch/output/petals/today.csv.manifest.json")["Body"].read()
+    )
+    assert manifest["status"] == "succeeded" and manifest["rows"]["predicted"] == 2
+    output = s3.get_object(Bucket=server.bucket, Key="batch/output/petals/today.csv")["Body"].read().decode()
+    assert output.splitlines()[1].startswith("a,5.1,3.5,1.4,0.2,setosa,")

@@ -17,6 +17,7 @@ characters) can never address anything outside its model's prefix.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from mlservice.errors import bad_request
 
@@ -96,3 +97,56 @@ def dataset_key(value: object) -> str:
     if not value.lower().endswith((".csv", ".jsonl", ".csv.gz", ".jsonl.gz")):
         raise bad_request("data.s3_key must name a .csv or .jsonl file (optionally .gz)", code="invalid_data")
     return value
+
+
+# ---------------------------------------------------------------- batch prediction
+
+BATCH_INPUT = "batch/input/"
+BATCH_OUTPUT = "batch/output/"
+BATCH_ERRORS = "batch/errors/"
+BATCH_STATE = "batch/state/"
+_SELECTOR = re.compile(r"^(?P<model>[^@]+)(?:@(?:v(?P<version>\d+)|(?P<stage>[^@]+)))?$")
+
+
+@dataclass(frozen=True)
+class BatchInput:
+    """What an input key asks for: batch/input/{model}[@stage|@vN]/{relative path}."""
+
+    key: str
+    model: str
+    stage: str | None
+    version: int | None
+    relative: str
+
+    @property
+    def output_key(self) -> str:
+        return f"{BATCH_OUTPUT}{self.model}/{self.relative}"
+
+    @property
+    def manifest_key(self) -> str:
+        return f"{BATCH_OUTPUT}{self.model}/{self.relative}.manifest.json"
+
+    @property
+    def errors_key(self) -> str:
+        return f"{BATCH_ERRORS}{self.model}/{self.relative}.errors.jsonl"
+
+
+def parse_batch_input(key: str) -> BatchInput:
+    """Split an input key into model, stage or version, and the path below them; 400 when malformed."""
+    if not key.startswith(BATCH_INPUT):
+        raise bad_request(f"{key[:200]!r} is not under {BATCH_INPUT}", code="invalid_batch_key")
+    selector, _, relative = key[len(BATCH_INPUT) :].partition("/")
+    found = _SELECTOR.fullmatch(selector)
+    if not found or not relative or any(p in ("", ".", "..") for p in relative.split("/")):
+        raise bad_request(
+            f"batch input key {key[:200]!r} must look like batch/input/<model>[@<stage>|@v<N>]/<file>",
+            code="invalid_batch_key",
+        )
+    model = validate_name(found["model"], "model")
+    version = validate_version(int(found["version"])) if found["version"] else None
+    stage = validate_name(found["stage"], "stage") if found["stage"] else None
+    return BatchInput(key, model, stage, version, relative)
+
+
+def batch_job_prefix(job_id: str) -> str:
+    return f"{BATCH_STATE}{job_id}/"

@@ -1,4 +1,4 @@
-"""S3 access: the only module that talks to boto3.
+"""S3 access (and the batch queue's SQS): the only module that talks to boto3.
 
 The client is created lazily on first use (never at import), so moto's mocks are always in place before a
 client exists and nothing can reach real AWS by accident. boto3 honours `AWS_ENDPOINT_URL_S3` /
@@ -43,11 +43,11 @@ def client() -> Any:
 
 
 def reset_client() -> None:
-    """Forget the cached client (tests start each moto context with a fresh one)."""
-    global _client, _client_key
+    """Forget the cached clients (tests start each moto context with fresh ones)."""
+    global _client, _client_key, _sqs, _sqs_key
     with _lock:
-        _client = None
-        _client_key = None
+        _client = _sqs = None
+        _client_key = _sqs_key = None
 
 
 def _bucket() -> str:
@@ -175,3 +175,96 @@ def open_stream(key: str, byte_range: tuple[int, int] | None = None) -> Any:
         if _is(error, "NoSuchKey", "404"):
             raise KeyError(key) from None
         raise
+
+
+class MultipartWriter:
+    """Stream bytes into one S3 object through a multipart upload, in parts of `part_bytes`.
+
+    Nothing is visible at the key until `close()` completes the upload, so a failed or abandoned run leaves no
+    partial output; `abort()` discards what was uploaded. Memory is bounded by one part.
+    """
+
+    def __init__(self, key: str, content_type: str = "application/octet-stream", part_bytes: int = 8 * 1024 * 1024):
+        self.key = key
+        self.content_type = content_type
+        self.part_bytes = max(part_bytes, 5 * 1024 * 1024)  # S3's minimum for every part but the last
+        self._buffer = bytearray()
+        self._parts: list[dict] = []
+        self._upload_id: str | None = None
+        self.bytes_written = 0
+
+    def write(self, data: bytes) -> None:
+        self._buffer += data
+        self.bytes_written += len(data)
+        if len(self._buffer) >= self.part_bytes:
+            self._upload_part(bytes(self._buffer))
+            self._buffer.clear()
+
+    def _upload_part(self, data: bytes) -> None:
+        if self._upload_id is None:
+            self._upload_id = client().create_multipart_upload(
+                Bucket=_bucket(), Key=self.key, ContentType=self.content_type
+            )["UploadId"]
+        number = len(self._parts) + 1
+        etag = client().upload_part(
+            Bucket=_bucket(), Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=data
+        )["ETag"]
+        self._parts.append({"PartNumber": number, "ETag": etag})
+
+    def close(self) -> None:
+        if self._upload_id is None:  # small enough for one plain write
+            put_bytes(self.key, bytes(self._buffer), content_type=self.content_type)
+            return
+        if self._buffer:
+            self._upload_part(bytes(self._buffer))
+            self._buffer.clear()
+        client().complete_multipart_upload(
+            Bucket=_bucket(), Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
+        )
+
+    def abort(self) -> None:
+        if self._upload_id is not None:
+            client().abort_multipart_upload(Bucket=_bucket(), Key=self.key, UploadId=self._upload_id)
+            self._upload_id = None
+        self._buffer.clear()
+
+
+def delete_prefix(prefix: str) -> None:
+    """Remove every object under a prefix (bookkeeping that has served its purpose)."""
+    batch: list[dict] = []
+    for obj in list_keys(prefix):
+        batch.append({"Key": obj["Key"]})
+        if len(batch) == 1000:
+            client().delete_objects(Bucket=_bucket(), Delete={"Objects": batch, "Quiet": True})
+            batch = []
+    if batch:
+        client().delete_objects(Bucket=_bucket(), Delete={"Objects": batch, "Quiet": True})
+
+
+_sqs: Any = None
+_sqs_key: tuple | None = None
+
+
+def sqs_client() -> Any:
+    """The batch queue's client, lazily created like the S3 one (AWS_ENDPOINT_URL_SQS for a local queue)."""
+    global _sqs, _sqs_key
+    key = (
+        os.environ.get("AWS_ENDPOINT_URL_SQS") or os.environ.get("AWS_ENDPOINT_URL"),
+        os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+    )
+    with _lock:
+        if _sqs is None or _sqs_key != key:
+            import boto3
+
+            _sqs = boto3.session.Session().client("sqs")
+            _sqs_key = key
+        return _sqs
+
+
+def send_messages(queue_url: str, bodies: list[str]) -> None:
+    """Send messages in batches of ten; any message SQS refuses is an error, never a silent drop."""
+    for start in range(0, len(bodies), 10):
+        entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies[start : start + 10])]
+        response = sqs_client().send_message_batch(QueueUrl=queue_url, Entries=entries)
+        if response.get("Failed"):
+            raise RuntimeError(f"SQS refused {len(response['Failed'])} message(s): {response['Failed'][0]}")

@@ -7,8 +7,8 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from mlservice.api.observability import metrics
 from mlservice.api.schemas import PredictRequest
+from mlservice.observability import metrics
 from mlservice.serving import predictor
 
 router = Router()

@@ -6,8 +6,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from mlservice import keys, registry
-from mlservice.api.observability import logger, metrics
 from mlservice.api.schemas import DeployRequest, StageChange
+from mlservice.observability import logger, metrics
 
 router = Router()
 

@@ -15,8 +15,8 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
-from mlservice.api.observability import logger
 from mlservice.errors import ServiceError, too_large
+from mlservice.observability import logger
 from mlservice.settings import get_settings
 
 V2_PREFIX = "/v2"

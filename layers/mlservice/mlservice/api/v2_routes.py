@@ -12,8 +12,8 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlservice import __version__, registry, storage
-from mlservice.api.observability import metrics
 from mlservice.errors import ServiceError, bad_request, not_found
+from mlservice.observability import metrics
 from mlservice.protocols import open_inference
 from mlservice.serving.model_cache import LoadedModel
 from mlservice.serving.predictor import select_model

@@ -16,7 +16,7 @@ from mlservice.settings import get_settings
 DEFAULT_STAGE = "production"
 
 
-def _json_values(array: np.ndarray) -> list:
+def json_values(array: np.ndarray) -> list:
     """numpy → Python lists; non-finite numbers (an overflowing regressor) become null rather than invalid JSON."""
     values = array.tolist()
     if array.dtype.kind == "f" and not np.isfinite(array).all():
@@ -36,7 +36,7 @@ def select_model(model: str, stage: str | None, version: int | None) -> tuple[Lo
 
 
 def predict_matrix(loaded: LoadedModel, matrix: np.ndarray, with_probabilities: bool = True) -> dict[str, Any]:
-    result: dict[str, Any] = {"predictions": _json_values(loaded.pipeline.predict(matrix))}
+    result: dict[str, Any] = {"predictions": json_values(loaded.pipeline.predict(matrix))}
     if with_probabilities and loaded.has_probabilities:
         result["probabilities"] = loaded.pipeline.predict_proba(matrix).tolist()
         result["classes"] = loaded.classes

@@ -1,0 +1,162 @@
+"""Predicting one chunk of a batch file: validate each record, predict the good ones in one call, and render
+output records (each input record joined with its prediction) and rejected records (line and reason)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mlservice.batch.formats import CSV, Chunk, csv_field, parse_json_line, split_csv
+from mlservice.errors import bad_request
+from mlservice.features import NUMERIC, rows_to_matrix_lenient
+from mlservice.serving.model_cache import LoadedModel
+from mlservice.serving.predictor import json_values
+
+PREDICTION = "prediction"
+PROBABILITIES = "probabilities"
+
+
+@dataclass
+class Scored:
+    text: str = ""
+    predicted: int = 0
+    rejected: list[dict] = field(default_factory=list)
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    while name in taken:
+        name += "_"
+    taken.add(name)
+    return name
+
+
+def _row_reason(message: str) -> str:
+    """Drop the chunk-relative "row N, " that the encoder puts first: the line number says where."""
+    return message.split(", ", 1)[1] if message.startswith("row ") and ", " in message else message
+
+
+class Scorer:
+    """Scores chunks of one file against one loaded model."""
+
+    def __init__(self, loaded: LoadedModel, fmt: str, header: list[str] | None = None) -> None:
+        self.loaded = loaded
+        self.fmt = fmt
+        self.features = loaded.features
+        self.names = [f["name"] for f in self.features]
+        self.all_numeric = all(f["kind"] == NUMERIC for f in self.features)
+        self.with_proba = loaded.has_probabilities
+        self.classes = [str(c) for c in (loaded.classes or [])] if self.with_proba else []
+        taken = set(header or [])
+        self.prediction_name = _unique(PREDICTION, taken)
+        if fmt == CSV:
+            assert header is not None
+            missing = [n for n in self.names if n not in header]
+            if missing:
+                raise bad_request(
+                    f"the CSV header lacks feature column(s): {', '.join(missing[:20])}", code="missing_features"
+                )
+            self.width = len(header)
+            self.index = [header.index(n) for n in self.names]
+            self.proba_names = [_unique(f"probability_{c}", taken) for c in self.classes]
+        else:
+            self.proba_name = _unique(PROBABILITIES, taken)
+
+    def csv_header(self, header_record: str) -> str:
+        added = [self.prediction_name, *self.proba_names]
+        return header_record + "," + ",".join(csv_field(n) for n in added) + "\n"
+
+    # -- parsing ------------------------------------------------------------------------------------------
+
+    def _fast_matrix(self, chunk: Chunk) -> np.ndarray | None:
+        """np.loadtxt's C parser for clean all-numeric CSV chunks; None means 'take the careful path'."""
+        records = chunk.records
+        if not (self.fmt == CSV and self.all_numeric):
+            return None
+        commas = self.width - 1
+        if any(r.count(",") != commas or '"' in r for r in records):
+            return None
+        try:
+            matrix = np.loadtxt(records, delimiter=",", usecols=self.index, dtype=np.float64, ndmin=2, comments=None)
+        except ValueError:
+            return None
+        return None if np.isinf(matrix).any() else matrix
+
+    def _rows(self, chunk: Chunk) -> tuple[list[int], list[list], list[dict], list]:
+        """(positions of parseable records, their feature values, rejected, parsed objects for JSONL)."""
+        positions: list[int] = []
+        rows: list[list] = []
+        rejected: list[dict] = []
+        objects: list = []
+        if self.fmt == CSV:
+            for position, fields in enumerate(split_csv(chunk.records)):
+                if len(fields) != self.width:
+                    rejected.append(self._reject(chunk, position, f"expected {self.width} fields, found {len(fields)}"))
+                    continue
+                positions.append(position)
+                rows.append([fields[i] for i in self.index])
+        else:
+            for position, record in enumerate(chunk.records):
+                parsed = parse_json_line(record, chunk.lines[position])
+                if isinstance(parsed, str):
+                    rejected.append(self._reject(chunk, position, parsed))
+                    continue
+                missing = [n for n in self.names if n not in parsed]
+                if missing:
+                    rejected.append(self._reject(chunk, position, f"missing feature(s): {', '.join(missing[:20])}"))
+                    continue
+                positions.append(position)
+                rows.append([parsed[n] for n in self.names])
+                objects.append(parsed)
+        return positions, rows, rejected, objects
+
+    @staticmethod
+    def _reject(chunk: Chunk, position: int, reason: str) -> dict:
+        return {"line": chunk.lines[position], "reason": reason, "record": chunk.records[position][:10_000]}
+
+    # -- scoring ------------------------------------------------------------------------------------------
+
+    def score(self, chunk: Chunk) -> Scored:
+        matrix = self._fast_matrix(chunk)
+        if matrix is not None:
+            positions, objects, rejected = list(range(len(chunk.records))), [], []
+        else:
+            positions, rows, rejected, objects = self._rows(chunk)
+            matrix, errors = rows_to_matrix_lenient(rows, self.features) if rows else (None, {})
+            if errors:
+                keep = [k for k in range(len(positions)) if k not in errors]
+                for k in sorted(errors):
+                    rejected.append(self._reject(chunk, positions[k], _row_reason(errors[k])))
+                rejected.sort(key=lambda r: r["line"])
+                matrix = matrix[keep]
+                positions = [positions[k] for k in keep]
+                objects = [objects[k] for k in keep] if objects else objects
+        if not positions:
+            return Scored("", 0, rejected)
+        predictions = json_values(self.loaded.pipeline.predict(matrix))
+        probabilities = self.loaded.pipeline.predict_proba(matrix).tolist() if self.with_proba else None
+        if self.fmt == CSV:
+            text = self._csv_lines(chunk, positions, predictions, probabilities)
+        else:
+            text = self._json_lines(objects, predictions, probabilities)
+        return Scored(text, len(positions), rejected)
+
+    def _csv_lines(self, chunk: Chunk, positions: list[int], predictions: list, probabilities: list | None) -> str:
+        records = chunk.records
+        shown = [csv_field(p) for p in predictions]
+        if probabilities is None:
+            return "".join(f"{records[p]},{s}\n" for p, s in zip(positions, shown, strict=True))
+        return "".join(
+            f"{records[p]},{s},{','.join(map(str, proba))}\n"
+            for p, s, proba in zip(positions, shown, probabilities, strict=True)
+        )
+
+    def _json_lines(self, objects: list, predictions: list, probabilities: list | None) -> str:
+        out = []
+        for k, obj in enumerate(objects):
+            obj[self.prediction_name] = predictions[k]
+            if probabilities is not None:
+                obj[self.proba_name] = dict(zip(self.classes, probabilities[k], strict=True))
+            out.append(json.dumps(obj, ensure_ascii=False, allow_nan=False))
+        return "\n".join(out) + "\n"
