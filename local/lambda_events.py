@@ -91,6 +91,25 @@ def s3_put_event(bucket: str, key: str, size: int, etag: str, sequencer: str = "
     }
 
 
+def sqs_event(message: dict, queue_arn: str, region: str = "us-east-1") -> dict[str, Any]:
+    """The event an SQS event source mapping delivers for one message received with all attributes."""
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": message.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": message["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": region,
+            }
+        ]
+    }
+
+
 @dataclass
 class LambdaContext:
     """Enough of Lambda's context object for Powertools and for deadline checks."""

@@ -14,6 +14,7 @@ import sys
 import threading
 from dataclasses import dataclass
 
+from local.lambda_events import sqs_event
 from local.runtime import LocalLambda
 
 MAX_RECEIVES = 3
@@ -116,21 +117,7 @@ class EventPump:
                 self.runtime.invoke(source.function, event)
                 ok = True
             else:
-                event = {
-                    "Records": [
-                        {
-                            "messageId": message["MessageId"],
-                            "receiptHandle": message["ReceiptHandle"],
-                            "body": message["Body"],
-                            "attributes": message.get("Attributes", {}),
-                            "messageAttributes": {},
-                            "md5OfBody": message["MD5OfBody"],
-                            "eventSource": "aws:sqs",
-                            "eventSourceARN": source.arn,
-                            "awsRegion": self.region,
-                        }
-                    ]
-                }
+                event = sqs_event(message, source.arn, self.region)
                 ok = not self.runtime.invoke(source.function, event).get("batchItemFailures")
         except Exception as error:
             print(f"{source.function} failed: {type(error).__name__}: {error}", file=sys.stderr)

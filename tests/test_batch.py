@@ -12,7 +12,7 @@ import json
 import pytest
 from conftest import BUCKET
 
-from local.lambda_events import s3_put_event
+from local.lambda_events import s3_put_event, sqs_event
 
 NAMES = ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"]
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 2.8, 4.3, 1.3]]
@@ -81,21 +81,7 @@ class Batch:
             if not messages:
                 break
             message = messages[0]
-            event = {
-                "Records": [
-                    {
-                        "messageId": message["MessageId"],
-                        "receiptHandle": message["ReceiptHandle"],
-                        "body": message["Body"],
-                        "attributes": message.get("Attributes", {}),
-                        "messageAttributes": {},
-                        "md5OfBody": message["MD5OfBody"],
-                        "eventSource": "aws:sqs",
-                        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:batch-queue",
-                        "awsRegion": "us-east-1",
-                    }
-                ]
-            }
+            event = sqs_event(message, "arn:aws:sqs:us-east-1:123456789012:batch-queue")
             restore = fail_first(message) if fail_first else None
             response = self.runtime.invoke("BatchWorkerFunction", event)
             responses.append(response)

@@ -36,6 +36,18 @@ class Server:
     bucket: str
     output: list[str]
 
+    def s3(self) -> object:
+        """boto3 pointed at the embedded S3, as a user's `aws --endpoint-url` would be."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.s3_endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+
     def call(self, method: str, path: str, body: object = None, content_type: str | None = None) -> tuple[int, object]:
         data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
         request = urllib.request.Request(self.url + path, data=data, method=method)
@@ -135,16 +147,8 @@ def test_journey_over_http(server):
 
 
 def test_artifacts_land_in_the_embedded_s3(server):
-    import boto3
-
     server.call("POST", "/models/wine/versions", {"algorithm": "decision_tree", "data": {"dataset": "wine"}})
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=server.s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
+    s3 = server.s3()
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=server.bucket, Prefix="models/wine/")["Contents"]]
     assert "models/wine/versions/0000000001/model.joblib" in keys
     assert "models/wine/versions/0000000001/metadata.json" in keys
@@ -219,17 +223,9 @@ def test_a_busy_port_is_reported_not_hidden():
 
 def test_a_file_dropped_into_the_embedded_s3_is_predicted(server):
     """What `aws s3 cp flowers.csv s3://<bucket>/batch/input/flower/ --endpoint-url <S3>` does."""
-    import boto3
-
     server.call("POST", "/models/petals/versions", {"algorithm": "logistic_regression", "data": {"dataset": "iris"}})
     server.call("PUT", "/models/petals/stages/production", {"version": 1})
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=server.s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
+    s3 = server.s3()
     header = "id,sepal_length_cm,sepal_width_cm,petal_length_cm,petal_width_cm\n"
     s3.put_object(
         Bucket=server.bucket, Key="batch/input/petals/today.csv", Body=header + "a,5.1,3.5,1.4,0.2\nb,6.7,3.0,5.2,2.3\n"

@@ -19,35 +19,44 @@ from mlservice.errors import WriteConflict
 from mlservice.settings import get_settings
 
 _lock = threading.Lock()
-_client: Any = None
-_client_key: tuple | None = None
+_clients: dict[str, tuple[tuple, Any]] = {}
 
 
-def client() -> Any:
-    """The process-wide S3 client, rebuilt when the endpoint or region changes (tests, local server)."""
-    global _client, _client_key
+def _client_for(service: str) -> Any:
+    """A process-wide client per service, rebuilt when its endpoint or the region changes (tests, local server).
+
+    boto3 reads `AWS_ENDPOINT_URL_<SERVICE>` / `AWS_ENDPOINT_URL` itself; they are part of the cache key only so
+    that a changed endpoint gets a new client.
+    """
     key = (
-        os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
+        os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}") or os.environ.get("AWS_ENDPOINT_URL"),
         os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
     )
     with _lock:
-        if _client is None or _client_key != key:
+        cached = _clients.get(service)
+        if cached is None or cached[0] != key:
             import boto3
             from botocore.config import Config
 
-            _client = boto3.session.Session().client(
-                "s3", config=Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=32)
-            )
-            _client_key = key
-        return _client
+            config = Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=32)
+            cached = _clients[service] = (key, boto3.session.Session().client(service, config=config))
+        return cached[1]
+
+
+def client() -> Any:
+    """The S3 client."""
+    return _client_for("s3")
+
+
+def sqs_client() -> Any:
+    """The batch queue's client (AWS_ENDPOINT_URL_SQS for a local queue)."""
+    return _client_for("sqs")
 
 
 def reset_client() -> None:
     """Forget the cached clients (tests start each moto context with fresh ones)."""
-    global _client, _client_key, _sqs, _sqs_key
     with _lock:
-        _client = _sqs = None
-        _client_key = _sqs_key = None
+        _clients.clear()
 
 
 def _bucket() -> str:
@@ -239,26 +248,6 @@ def delete_prefix(prefix: str) -> None:
             batch = []
     if batch:
         client().delete_objects(Bucket=_bucket(), Delete={"Objects": batch, "Quiet": True})
-
-
-_sqs: Any = None
-_sqs_key: tuple | None = None
-
-
-def sqs_client() -> Any:
-    """The batch queue's client, lazily created like the S3 one (AWS_ENDPOINT_URL_SQS for a local queue)."""
-    global _sqs, _sqs_key
-    key = (
-        os.environ.get("AWS_ENDPOINT_URL_SQS") or os.environ.get("AWS_ENDPOINT_URL"),
-        os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
-    )
-    with _lock:
-        if _sqs is None or _sqs_key != key:
-            import boto3
-
-            _sqs = boto3.session.Session().client("sqs")
-            _sqs_key = key
-        return _sqs
 
 
 def send_messages(queue_url: str, bodies: list[str]) -> None:
