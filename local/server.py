@@ -47,6 +47,14 @@ class ApiGatewayApp:
         return response(environ, start_response)
 
 
+def _shell_overrides() -> dict[str, str]:
+    """Variables the template gives the functions, overridden from the shell (MAX_PREDICT_ROWS=1 make run)."""
+    from local.template import Template
+
+    declared = {name for fn in Template().functions.values() for name in fn.environment}
+    return {name: os.environ[name] for name in declared if name in os.environ}
+
+
 def _use_real_s3() -> bool:
     has_credentials = bool(os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE"))
     return bool(os.environ.get("MODEL_BUCKET")) and (bool(os.environ.get("AWS_ENDPOINT_URL_S3")) or has_credentials)
@@ -78,7 +86,7 @@ def main() -> int:
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "3000"))
     bucket, endpoint, embedded = _prepare_storage()
-    runtime = LocalLambda(substitutions={"MODEL_BUCKET": bucket, "ModelBucket": bucket})
+    runtime = LocalLambda(substitutions={**_shell_overrides(), "MODEL_BUCKET": bucket, "ModelBucket": bucket})
     pump = None
     if embedded is not None:  # S3 events and queues exist only where this process owns the S3
         pump = EventPump(runtime, endpoint, bucket)

@@ -242,3 +242,14 @@ def test_a_file_dropped_into_the_embedded_s3_is_predicted(server):
     assert manifest["status"] == "succeeded" and manifest["rows"]["predicted"] == 2
     output = s3.get_object(Bucket=server.bucket, Key="batch/output/petals/today.csv")["Body"].read().decode()
     assert output.splitlines()[1].startswith("a,5.1,3.5,1.4,0.2,setosa,")
+
+
+def test_template_settings_can_be_overridden_from_the_shell():
+    running = start_server(extra_env={"MAX_PREDICT_ROWS": "1"})
+    try:
+        running.call("POST", "/models/tiny/versions", {"algorithm": "logistic_regression", "data": {"dataset": "iris"}})
+        running.call("PUT", "/models/tiny/stages/production", {"version": 1})
+        status, body = running.call("POST", "/models/tiny/predict", {"instances": ROWS})
+        assert status == 413 and body["error"]["code"] == "payload_too_large"
+    finally:
+        stop_server(running)

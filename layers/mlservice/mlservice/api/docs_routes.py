@@ -41,10 +41,16 @@ def openapi_json(base_path: str = "/") -> str:
             generator.include_router(r)
         for r, owner in zip(routers, owners, strict=True):
             r.api_resolver = owner
-        from aws_lambda_powertools.event_handler.openapi.models import Server
+        from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, Server
 
         _documents[base_path] = generator.get_openapi_json_schema(
-            title=TITLE, version=__version__, description=DESCRIPTION, servers=[Server(url=base_path)]
+            title=TITLE,
+            version=__version__,
+            description=DESCRIPTION,
+            servers=[Server(url=base_path)],
+            # deployed, API Gateway wants the key on every request; declaring it lets Swagger UI send it
+            security_schemes={"apiKey": APIKey(name="x-api-key", in_=APIKeyIn.header)},
+            security=[{"apiKey": []}],
         )
     return _documents[base_path]
 

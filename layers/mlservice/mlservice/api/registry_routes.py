@@ -42,8 +42,9 @@ def delete_version(model: str, version: int) -> Response[None]:
 @router.put("/models/<model>/stages/<stage>", summary="Deploy: point a stage at a version", tags=["deployment"])
 def deploy(model: str, stage: str, request: DeployRequest) -> StageChange:
     change = registry.set_stage(model, stage, request.version)
-    logger.info("stage deployed", extra=change | {"model": model})
-    metrics.add_metric(name="Deployments", unit="Count", value=1)
+    if change["previous_version"] != change["version"]:  # re-deploying the served version changes nothing
+        logger.info("stage deployed", extra=change | {"model": model})
+        metrics.add_metric(name="Deployments", unit="Count", value=1)
     return StageChange(**change)
 
 

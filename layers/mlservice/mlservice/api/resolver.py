@@ -123,8 +123,14 @@ def resolve(app: APIGatewayRestResolver, event: dict, context: Any) -> dict:
     """Route one API Gateway event, refusing oversized bodies with 413 before parsing them."""
     limit = get_settings().max_body_bytes
     if body_size(event) > limit:
-        error = too_large(f"request body exceeds {limit} bytes; use batch prediction (batch/input/) for bulk data")
-        response = error_response(error.status, error.code, error.message, event.get("path") or "")
+        path = event.get("path") or ""
+        hint = (
+            "upload the data under datasets/ and pass data.s3_key"
+            if path.endswith("/versions")
+            else "use batch prediction (drop a file under batch/input/) for bulk data"
+        )
+        error = too_large(f"request body exceeds {limit} bytes; {hint}")
+        response = error_response(error.status, error.code, error.message, path)
         return {
             "statusCode": response.status_code,
             "headers": {"Content-Type": "application/json"},

@@ -153,7 +153,8 @@ def model_metadata(loaded: LoadedModel, versions: list[int]) -> dict:
 
 
 def infer(loaded: LoadedModel, request: dict, max_rows: int) -> dict:
-    """Answer one inference request: `predict` always, `predict_proba` when the request asks for it."""
+    """Answer one inference request with the outputs it names (`predict` and/or `predict_proba`), or with
+    `predict` alone when it names none."""
     wanted = [o.get("name") for o in (request.get("outputs") or []) if isinstance(o, dict)]
     unknown = [w for w in wanted if w not in OUTPUTS]
     if unknown:
