@@ -12,10 +12,11 @@ from pathlib import Path
 import joblib
 import pytest
 from conftest import BUCKET
+from sklearn.linear_model import LogisticRegression
+
 from mlservice import keys, registry
 from mlservice.errors import ServiceError
 from mlservice.serving.model_cache import cache
-from sklearn.linear_model import LogisticRegression
 
 FEATURES = [{"name": "x", "kind": "numeric"}]
 

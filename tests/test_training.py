@@ -22,11 +22,12 @@ from typing import Any
 import joblib
 import numpy as np
 import pytest
+from moto import mock_aws
+
 from mlservice import storage
 from mlservice.errors import ServiceError
 from mlservice.features import rows_to_matrix
 from mlservice.training.trainer import train
-from moto import mock_aws
 
 BUCKET = "training-tests"
 LAYER = Path(__file__).resolve().parents[1] / "layers" / "mlservice"
