@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sam_support import layer_python313, sam_bin, sam_build_dir  # noqa: F401
 
 BUCKET = "test-models"
 
@@ -37,9 +38,10 @@ def _restore_environment() -> Iterator[None]:
 @pytest.fixture
 def aws() -> Iterator[Any]:
     """moto around the whole test, the service's bucket created, every cache empty."""
+    from moto import mock_aws
+
     from mlservice import storage
     from mlservice.serving.model_cache import cache
-    from moto import mock_aws
 
     with mock_aws():
         storage.reset_client()

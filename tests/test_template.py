@@ -1,61 +1,36 @@
 """The SAM template, the layer build and the sample events agree with each other and with the rules we deploy by.
 
 The fast tests read template.yaml as data. The `sam` tests run the real SAM CLI (offline): `sam validate --lint`
-and `sam build` into a temporary directory, whose result the `sam_build_dir` fixture keeps for the session so
-container tests can invoke it.
+and `sam build` into a temporary directory; the `sam_build_dir` fixture (tests/sam_support.py) keeps that build
+for the session so tests/test_sam_local.py can run it in containers.
 """
 
 from __future__ import annotations
 
 import ast
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from sam_support import sam_env
+
+from local.template import load_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
 EVENTS = ROOT / "events"
-SAM = ROOT / ".venv-sam" / "bin" / "sam"
-SAM_MISSING = f"SAM CLI not installed at {SAM.relative_to(ROOT)} (run `make sam-tools`)"
 # Lambda's limit for a function's code plus all of its layers, unzipped.
 LAMBDA_UNZIPPED_LIMIT = 262_144_000
 BUCKET_NAME = "mlservice-${StackUuid}"
 STACK_UUID = {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """PyYAML's safe loader plus CloudFormation's short tags (!Ref, !Sub, ...), read as their long forms."""
-
-
-def _cfn_tag(loader: _CfnLoader, tag_suffix: str, node: yaml.Node) -> dict:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    if tag_suffix == "Ref":
-        return {"Ref": value}
-    if tag_suffix == "Condition":
-        return {"Condition": value}
-    if tag_suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {f"Fn::{tag_suffix}": value}
-
-
-_CfnLoader.add_multi_constructor("!", _cfn_tag)
-
-
 def load_template() -> dict:
-    return yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)
+    return load_yaml(TEMPLATE)
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +93,8 @@ def _bucket_arn_suffix(resource: Any) -> str:
 
 
 def _event_files() -> list[Path]:
-    return sorted(EVENTS.glob("*.json"))
+    """The API Gateway proxy events (the S3 and SQS samples are checked by the batch tests)."""
+    return sorted(p for p in EVENTS.glob("*.json") if "httpMethod" in json.loads(p.read_text()))
 
 
 # --- template structure ------------------------------------------------------------------------------------
@@ -135,7 +111,13 @@ def test_every_function_runs_python313_on_x86_with_the_layer(template: dict) -> 
     assert globals_["Architectures"] == ["x86_64"]
     assert globals_["Tracing"] == "Active"
     assert globals_["Layers"] == [{"Ref": "ModelLayer"}]
-    assert set(_functions(template)) == {"TrainFunction", "DeployFunction", "PredictFunction"}
+    assert set(_functions(template)) == {
+        "TrainFunction",
+        "DeployFunction",
+        "PredictFunction",
+        "BatchPredictFunction",
+        "BatchWorkerFunction",
+    }
     for name, function in _functions(template).items():
         for key in ("Runtime", "Architectures", "Layers"):
             assert key not in function["Properties"], f"{name} overrides Globals.Function.{key}"
@@ -216,8 +198,8 @@ def test_api_requires_a_key_and_creates_one(template: dict) -> None:
 def test_every_api_event_uses_the_shared_api_with_the_expected_routes(template: dict) -> None:
     for name, function in _functions(template).items():
         for event_name, event in function["Properties"]["Events"].items():
-            assert event["Type"] == "Api", f"{name}.{event_name}"
-            assert event["Properties"]["RestApiId"] == {"Ref": "MlApi"}, f"{name}.{event_name}"
+            if event["Type"] == "Api":
+                assert event["Properties"]["RestApiId"] == {"Ref": "MlApi"}, f"{name}.{event_name}"
     routes = _routes(template)
     assert routes == {
         ("POST", "/models/{model}/versions"): "TrainFunction",
@@ -241,6 +223,32 @@ def test_every_api_event_uses_the_shared_api_with_the_expected_routes(template: 
         ("POST", "/v2/models/{model}/infer"): "PredictFunction",
         ("POST", "/v2/models/{model}/versions/{version}/infer"): "PredictFunction",
     }
+
+
+def test_batch_triggers(template: dict) -> None:
+    """Objects under batch/input/ trigger batch prediction; its outputs lie outside that prefix (no loops);
+    large files fan out over a queue with a dead-letter queue and per-message failure reports."""
+    functions = _functions(template)
+    (s3_event,) = functions["BatchPredictFunction"]["Properties"]["Events"].values()
+    assert s3_event["Type"] == "S3"
+    assert s3_event["Properties"]["Bucket"] == {"Ref": "ModelBucket"}
+    assert s3_event["Properties"]["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "batch/input/"}]
+    (sqs_event,) = functions["BatchWorkerFunction"]["Properties"]["Events"].values()
+    assert sqs_event["Type"] == "SQS"
+    assert sqs_event["Properties"]["Queue"] == {"Fn::GetAtt": ["BatchQueue", "Arn"]}
+    assert sqs_event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    queue = template["Resources"]["BatchQueue"]["Properties"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["BatchDeadLetterQueue", "Arn"]}
+    worker_timeout = functions["BatchWorkerFunction"]["Properties"]["Timeout"]
+    assert queue["VisibilityTimeout"] >= worker_timeout
+    writes = _grants(template, "BatchPredictFunction").get("s3:PutObject", set())
+    assert writes and not any(arn.startswith("batch/input") for arn in writes)
+
+
+def test_the_sample_s3_event_lands_under_the_trigger_prefix() -> None:
+    record = json.loads((EVENTS / "batch_s3_put.json").read_text())["Records"][0]
+    assert record["eventName"].startswith("ObjectCreated:")
+    assert record["s3"]["object"]["key"].startswith("batch/input/")
 
 
 # --- events ------------------------------------------------------------------------------------------------
@@ -319,9 +327,11 @@ def test_bucket_policy_denies_plain_http(template: dict) -> None:
 
 
 def test_functions_never_reference_the_bucket_resource(template: dict) -> None:
-    """A function depending on ModelBucket would make a later S3 trigger a circular dependency."""
+    """A function depending on ModelBucket would make the S3 trigger a circular dependency (the trigger's own
+    `Bucket: !Ref ModelBucket` is how SAM wires the notification, and is the one reference allowed)."""
     for name, function in _functions(template).items():
-        for node in _walk(function):
+        properties = {k: v for k, v in function["Properties"].items() if k != "Events"}
+        for node in _walk(properties):
             if isinstance(node, dict):
                 assert node.get("Ref") != "ModelBucket", f"{name} uses !Ref ModelBucket"
                 get_att = node.get("Fn::GetAtt")
@@ -335,6 +345,9 @@ def test_no_statement_grants_all_of_s3_or_every_resource(template: dict) -> None
         for statement in _statements(function):
             actions = _as_list(statement["Action"])
             assert statement["Effect"] == "Allow"
+            if actions == ["sqs:SendMessage"]:  # the batch coordinator queues ranges on its own queue only
+                assert (name, statement["Resource"]) == ("BatchPredictFunction", {"Fn::GetAtt": ["BatchQueue", "Arn"]})
+                continue
             assert all(action.startswith("s3:") for action in actions), f"{name}: unexpected {actions}"
             assert not any("*" in action for action in actions), f"{name}: wildcard action in {actions}"
             for resource in _as_list(statement["Resource"]):
@@ -346,6 +359,8 @@ def _grants(template: dict, function: str) -> dict[str, set[str]]:
     """action -> ARN suffixes after the bucket name ('' for the bucket itself), plus ListBucket prefixes."""
     grants: dict[str, set[str]] = {}
     for statement in _statements(_functions(template)[function]):
+        if not all(a.startswith("s3:") for a in _as_list(statement["Action"])):
+            continue
         for action in _as_list(statement["Action"]):
             for resource in _as_list(statement["Resource"]):
                 grants.setdefault(action, set()).add(_bucket_arn_suffix(resource))
@@ -377,6 +392,19 @@ def test_least_privilege_per_function(template: dict) -> None:
     }
 
 
+@pytest.mark.parametrize("name", ["BatchPredictFunction", "BatchWorkerFunction"])
+def test_batch_functions_write_only_batch_outputs_and_state(template: dict, name: str) -> None:
+    writable = {"/batch/output/*", "/batch/errors/*", "/batch/state/*"}
+    assert _grants(template, name) == {
+        "s3:GetObject": {"/batch/input/*", "/models/*", "/batch/output/*", "/batch/state/*"},
+        "s3:PutObject": writable,
+        "s3:AbortMultipartUpload": writable,
+        "s3:DeleteObject": writable,
+        "s3:ListBucket": {""},
+        "s3:prefix": {"models/*", "batch/*"},
+    }
+
+
 def test_predict_cannot_write(template: dict) -> None:
     for statement in _statements(_functions(template)["PredictFunction"]):
         for action in _as_list(statement["Action"]):
@@ -386,103 +414,18 @@ def test_predict_cannot_write(template: dict) -> None:
 # --- the SAM CLI -------------------------------------------------------------------------------------------
 
 
-def _sam_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_MAX_ATTEMPTS="1",
-        SAM_CLI_TELEMETRY="0",
-    )
-    env.pop("AWS_PROFILE", None)
-    env.update(extra)
-    return env
-
-
-def _python313() -> str | None:
-    """A working CPython 3.13 for the layer's bytecode: $PYTHON313, python3.13 on PATH, or a pyenv install."""
-    candidates = [os.environ.get("PYTHON313"), shutil.which("python3.13")]
-    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-    candidates += [str(p) for p in sorted(pyenv_root.glob("versions/3.13*/bin/python3.13"), reverse=True)]
-    probe = "import sys; assert sys.version_info[:2] == (3, 13); print(sys.executable)"
-    for candidate in filter(None, candidates):
-        try:
-            result = subprocess.run([candidate, "-c", probe], capture_output=True, text=True, timeout=30)
-        except OSError:
-            continue
-        if result.returncode == 0:
-            return result.stdout.strip()
-    return None
-
-
-@pytest.fixture(scope="session")
-def sam_bin() -> Path:
-    if not SAM.exists():
-        pytest.skip(SAM_MISSING)
-    return SAM
-
-
 @pytest.mark.sam
 def test_sam_validate_lint(sam_bin: Path) -> None:
     result = subprocess.run(
         [str(sam_bin), "validate", "--lint", "--template-file", str(TEMPLATE)],
         cwd=ROOT,
-        env=_sam_env(),
+        env=sam_env(),
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "is a valid SAM Template" in result.stdout
-
-
-_PLACEHOLDER_HANDLER = '''"""Placeholder written by tests/test_template.py into a temporary copy: the real app.py does not exist yet."""
-
-
-def handler(event, context):
-    return {"statusCode": 503, "body": "{}"}
-'''
-
-
-@pytest.fixture(scope="session")
-def layer_python313() -> str | None:
-    return _python313()
-
-
-@pytest.fixture(scope="session")
-def sam_build_dir(sam_bin: Path, layer_python313: str | None, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`sam build` of a temporary copy of the project; the build directory (with template.yaml) for the session.
-
-    A function whose app.py does not exist yet gets a placeholder handler in the copy only.
-    """
-    work = tmp_path_factory.mktemp("sam-build")
-    project = work / "project"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
-    project.mkdir()
-    for name in ("template.yaml", "samconfig.toml"):
-        shutil.copy2(ROOT / name, project / name)
-    shutil.copytree(ROOT / "layers", project / "layers", ignore=ignore)
-    if (ROOT / "functions").is_dir():
-        shutil.copytree(ROOT / "functions", project / "functions", ignore=ignore)
-    for function in _functions(load_template()).values():
-        app = project / function["Properties"]["CodeUri"] / "app.py"
-        if not app.exists():
-            app.parent.mkdir(parents=True, exist_ok=True)
-            app.write_text(_PLACEHOLDER_HANDLER)
-    build = work / "build"
-    extra = {"PYTHON313": layer_python313} if layer_python313 else {}
-    result = subprocess.run(
-        [str(sam_bin), "build", "--build-dir", str(build), "--cache-dir", str(work / "cache")],
-        cwd=project,
-        env=_sam_env(**extra),
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"sam build failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}")
-    return build
 
 
 def _tree_bytes(path: Path) -> int:
