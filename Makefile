@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SAM_VENV := .venv-sam
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test lint fmt sam-tools build validate bench clean
+.PHONY: run test lint fmt sam-tools build validate bench bench-batch clean
 
 $(VENV)/.installed: requirements-dev.txt layers/mlservice/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -40,8 +40,12 @@ validate: $(SAM_VENV)/.installed
 build: $(SAM_VENV)/.installed
 	$(SAM_VENV)/bin/sam build
 
-bench: $(VENV)/.installed
-	$(BIN)/python benchmarks/predict_latency.py
+bench: bench-batch
+
+# Batch prediction throughput (handler vs a bare numpy loop) and peak memory vs file size; ~3-4 min on 2 cores.
+# BENCH_ARGS=--quick for a version of under a minute.
+bench-batch: $(VENV)/.installed
+	$(BIN)/python benchmarks/batch_throughput.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .aws-sam

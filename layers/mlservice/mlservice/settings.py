@@ -63,7 +63,7 @@ def get_settings() -> Settings:
         max_body_bytes=_env_int("MAX_BODY_BYTES", 6 * 1024 * 1024),
         max_train_rows=_env_int("MAX_TRAIN_ROWS", 1_000_000),
         max_train_cells=_env_int("MAX_TRAIN_CELLS", 20_000_000),
-        batch_chunk_rows=_env_int("BATCH_CHUNK_ROWS", 50_000),
+        batch_chunk_rows=_env_int("BATCH_CHUNK_ROWS", 10_000),
         batch_fanout_bytes=_env_int("BATCH_FANOUT_BYTES", 256 * 1024 * 1024),
         batch_part_bytes=_env_int("BATCH_PART_BYTES", 128 * 1024 * 1024),
         batch_queue_url=os.environ.get("BATCH_QUEUE_URL", ""),

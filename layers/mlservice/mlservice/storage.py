@@ -8,11 +8,14 @@ Conditional writes (`IfNoneMatch="*"`, `IfMatch=<etag>`) are what make the regis
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import queue
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from mlservice.errors import WriteConflict
@@ -186,11 +189,15 @@ def open_stream(key: str, byte_range: tuple[int, int] | None = None) -> Any:
         raise
 
 
+UPLOAD_CONCURRENCY = 2
+
+
 class MultipartWriter:
     """Stream bytes into one S3 object through a multipart upload, in parts of `part_bytes`.
 
     Nothing is visible at the key until `close()` completes the upload, so a failed or abandoned run leaves no
-    partial output; `abort()` discards what was uploaded. Memory is bounded by one part.
+    partial output; `abort()` discards what was uploaded. Up to UPLOAD_CONCURRENCY parts upload in the background while
+    the caller produces the next, so memory is bounded by a few parts and the upload overlaps the computing.
     """
 
     def __init__(self, key: str, content_type: str = "application/octet-stream", part_bytes: int = 8 * 1024 * 1024):
@@ -200,42 +207,117 @@ class MultipartWriter:
         self._buffer = bytearray()
         self._parts: list[dict] = []
         self._upload_id: str | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._in_flight: list[Future] = []
         self.bytes_written = 0
 
     def write(self, data: bytes) -> None:
         self._buffer += data
         self.bytes_written += len(data)
         if len(self._buffer) >= self.part_bytes:
-            self._upload_part(bytes(self._buffer))
+            self._send(bytes(self._buffer))
             self._buffer.clear()
 
-    def _upload_part(self, data: bytes) -> None:
+    def _send(self, data: bytes) -> None:
         if self._upload_id is None:
             self._upload_id = client().create_multipart_upload(
                 Bucket=_bucket(), Key=self.key, ContentType=self.content_type
             )["UploadId"]
+            self._pool = ThreadPoolExecutor(max_workers=UPLOAD_CONCURRENCY, thread_name_prefix="upload")
+        while len(self._in_flight) >= UPLOAD_CONCURRENCY:
+            self._in_flight.pop(0).result()  # re-raises an upload's failure here, in the caller's thread
         number = len(self._parts) + 1
-        etag = client().upload_part(
+        self._parts.append({"PartNumber": number})
+        self._in_flight.append(self._pool.submit(self._upload_part, number, data))
+
+    def _upload_part(self, number: int, data: bytes) -> None:
+        response = client().upload_part(
             Bucket=_bucket(), Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=data
-        )["ETag"]
-        self._parts.append({"PartNumber": number, "ETag": etag})
+        )
+        self._parts[number - 1]["ETag"] = response["ETag"]
+
+    def _wait(self) -> None:
+        while self._in_flight:
+            self._in_flight.pop(0).result()
 
     def close(self) -> None:
         if self._upload_id is None:  # small enough for one plain write
             put_bytes(self.key, bytes(self._buffer), content_type=self.content_type)
             return
         if self._buffer:
-            self._upload_part(bytes(self._buffer))
+            self._send(bytes(self._buffer))
             self._buffer.clear()
+        self._wait()
         client().complete_multipart_upload(
             Bucket=_bucket(), Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
         )
+        self._shutdown()
 
     def abort(self) -> None:
         if self._upload_id is not None:
+            with contextlib.suppress(Exception):  # the upload is being thrown away anyway
+                self._wait()
             client().abort_multipart_upload(Bucket=_bucket(), Key=self.key, UploadId=self._upload_id)
             self._upload_id = None
+        self._shutdown()
         self._buffer.clear()
+
+    def _shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+class Prefetcher:
+    """A read-ahead wrapper for a streaming body: a background thread keeps up to `depth` blocks downloaded
+    while the caller computes on the previous ones, so network time overlaps CPU time. `read(n)` behaves like
+    a file's (b"" at the end); an error in the download thread surfaces in the caller's next read."""
+
+    _END = object()
+
+    def __init__(self, body: Any, block_bytes: int = 1024 * 1024, depth: int = 4) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._pending = b""
+        self._done = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._fill, args=(body, block_bytes), name="prefetch", daemon=True)
+        self._thread.start()
+
+    def _fill(self, body: Any, block_bytes: int) -> None:
+        try:
+            while not self._stop.is_set():
+                block = body.read(block_bytes)
+                self._put(block if block else self._END)
+                if not block:
+                    return
+        except BaseException as error:  # handed to the reader, who raises it
+            self._put(error)
+
+    def _put(self, item: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._done and (size < 0 or len(self._pending) < size):
+            item = self._queue.get()
+            if item is self._END:
+                self._done = True
+            elif isinstance(item, BaseException):
+                self._done = True
+                raise item
+            else:
+                self._pending += item
+        if size < 0:
+            size = len(self._pending)
+        data, self._pending = self._pending[:size], self._pending[size:]
+        return data
+
+    def close(self) -> None:
+        self._stop.set()
 
 
 def delete_prefix(prefix: str) -> None:

@@ -76,7 +76,34 @@ def score_stream(
     """Predict every record of a stream into `output`, rejected ones into `errors`; returns the counts and the
     CSV header record (read from the stream when not given)."""
     settings = get_settings()
-    reader = RecordReader(stream, fmt, compressed, settings.batch_chunk_rows, first_line)
+    prefetched = storage.Prefetcher(stream)
+    try:
+        return _score_records(
+            RecordReader(prefetched, fmt, compressed, settings.batch_chunk_rows, first_line),
+            fmt,
+            loaded,
+            output,
+            errors,
+            header_record,
+            write_header,
+            first_line,
+            line_offset,
+        )
+    finally:
+        prefetched.close()
+
+
+def _score_records(
+    reader: RecordReader,
+    fmt: str,
+    loaded: LoadedModel,
+    output: OutputFile,
+    errors: ErrorFile,
+    header_record: str | None,
+    write_header: bool,
+    first_line: int,
+    line_offset: int,
+) -> tuple[Counts, str | None]:
     chunks = reader.chunks()
     pending: Chunk | None = None
     if fmt == CSV:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 
@@ -74,8 +75,9 @@ class Scorer:
         records = chunk.records
         if not (self.fmt == CSV and self.all_numeric):
             return None
-        commas = self.width - 1
-        if any(r.count(",") != commas or '"' in r for r in records):
+        if set(map(str.count, records, repeat(","))) != {self.width - 1} or any(
+            map(str.__contains__, records, repeat('"'))
+        ):
             return None
         try:
             matrix = np.loadtxt(records, delimiter=",", usecols=self.index, dtype=np.float64, ndmin=2, comments=None)
@@ -134,29 +136,35 @@ class Scorer:
                 objects = [objects[k] for k in keep] if objects else objects
         if not positions:
             return Scored("", 0, rejected)
-        predictions = json_values(self.loaded.pipeline.predict(matrix))
-        probabilities = self.loaded.pipeline.predict_proba(matrix).tolist() if self.with_proba else None
+        predictions = self.loaded.pipeline.predict(matrix)
+        probabilities = self.loaded.pipeline.predict_proba(matrix) if self.with_proba else None
         if self.fmt == CSV:
-            text = self._csv_lines(chunk, positions, predictions, probabilities)
+            text = self._csv_lines([chunk.records[p] for p in positions], predictions, probabilities)
         else:
-            text = self._json_lines(objects, predictions, probabilities)
+            text = self._json_lines(objects, json_values(predictions), probabilities)
         return Scored(text, len(positions), rejected)
 
-    def _csv_lines(self, chunk: Chunk, positions: list[int], predictions: list, probabilities: list | None) -> str:
-        records = chunk.records
-        shown = [csv_field(p) for p in predictions]
-        if probabilities is None:
-            return "".join(f"{records[p]},{s}\n" for p, s in zip(positions, shown, strict=True))
-        return "".join(
-            f"{records[p]},{s},{','.join(map(str, proba))}\n"
-            for p, s, proba in zip(positions, shown, probabilities, strict=True)
-        )
+    @staticmethod
+    def _csv_lines(records: list[str], predictions: np.ndarray, probabilities: np.ndarray | None) -> str:
+        """Each record followed by its prediction (and one column per class), built column by column: the
+        distinct labels are quoted once, and each probability column is formatted in one pass."""
+        if predictions.dtype.kind == "f":
+            shown = ["" if v is None else repr(v) for v in json_values(predictions)]
+        else:
+            labels, index = np.unique(predictions, return_inverse=True)
+            quoted = [csv_field(label) for label in labels.tolist()]
+            shown = [quoted[i] for i in index.tolist()]
+        columns = [records, shown]
+        if probabilities is not None:
+            columns += [list(map(repr, probabilities[:, j].tolist())) for j in range(probabilities.shape[1])]
+        return "\n".join(map(",".join, zip(*columns, strict=True))) + "\n"
 
-    def _json_lines(self, objects: list, predictions: list, probabilities: list | None) -> str:
+    def _json_lines(self, objects: list, predictions: list, probabilities: np.ndarray | None) -> str:
+        rows = probabilities.tolist() if probabilities is not None else None
         out = []
         for k, obj in enumerate(objects):
             obj[self.prediction_name] = predictions[k]
-            if probabilities is not None:
-                obj[self.proba_name] = dict(zip(self.classes, probabilities[k], strict=True))
+            if rows is not None:
+                obj[self.proba_name] = dict(zip(self.classes, rows[k], strict=True))
             out.append(json.dumps(obj, ensure_ascii=False, allow_nan=False))
         return "\n".join(out) + "\n"
