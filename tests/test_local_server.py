@@ -144,6 +144,32 @@ def test_journey_over_http(server):
     assert status == 400 and body["error"]["code"] == "invalid_json"
     status, body = server.call("GET", "/openapi.json")
     assert status == 200 and "/models/{model}/predict" in body["paths"]
+    status, body = server.call(
+        "POST", "/models/iris/versions", {"algorithm": "decision_tree", "data": {"dataset": "iris"}}
+    )
+    assert status == 201 and body["version"] == version + 1
+    assert (
+        server.call("PUT", "/models/iris/stages/production", {"version": version + 1})[1]["previous_version"] == version
+    )
+    status, body = server.call(
+        "POST",
+        f"/models/iris/predict?version={version + 1}",
+        {
+            "dataframe_records": [
+                dict(
+                    zip(
+                        ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"], ROWS[0], strict=True
+                    )
+                )
+            ]
+        },
+    )
+    assert status == 200 and body["model"]["version"] == version + 1 and body["predictions"] == ["setosa"]
+    assert server.call("POST", "/models/iris/stages/production/rollback")[1]["version"] == version
+    assert server.call("DELETE", "/models/iris/stages/production")[0] == 204
+    assert server.call("GET", "/models/iris")[1]["stages"] == {}
+    assert server.call("DELETE", f"/models/iris/versions/{version + 1}")[0] == 204
+    assert server.call("GET", f"/models/iris/versions/{version + 1}")[0] == 404
 
 
 def test_artifacts_land_in_the_embedded_s3(server):
