@@ -191,31 +191,50 @@ def s3_client() -> Any:
 # Each measurement runs in a fresh `python batch_throughput.py --child <spec>` process and prints one result line.
 
 
+def _best_of(repeat: int, run: Any) -> dict:
+    """Time `run` (which returns the rows it predicted) `repeat` times in this process; keep the fastest."""
+    times, cpus, rows = [], [], 0
+    for _ in range(repeat):
+        started, cpu = time.perf_counter(), time.process_time()
+        rows = run()
+        times.append(time.perf_counter() - started)
+        cpus.append(time.process_time() - cpu)
+    best = int(np.argmin(times))
+    return {"seconds": times[best], "all_seconds": times, "cpu": cpus[best], "rows": rows, "peak_mb": peak_rss_mb()}
+
+
+def _predict_table(pipeline: Any, matrix: np.ndarray, leading: list | None = None) -> np.ndarray:
+    """[leading column,] prediction, one probability column per class — what the baselines write."""
+    predictions = pipeline.predict(matrix)
+    probabilities = pipeline.predict_proba(matrix)
+    first = 0 if leading is None else 1
+    table = np.empty((len(predictions), first + 1 + probabilities.shape[1]), dtype=object)
+    if leading is not None:
+        table[:, 0] = leading
+    table[:, first] = predictions
+    table[:, first + 1 :] = probabilities
+    return table
+
+
+def _formats(table: np.ndarray, text_columns: int) -> list[str]:
+    return ["%s"] * text_columns + ["%r"] * (table.shape[1] - text_columns)
+
+
 def child_raw(spec: dict) -> dict:
     """The hand-written baseline: local file → loadtxt → predict + predict_proba → savetxt."""
     import joblib
 
     pipeline = joblib.load(spec["artifact"])
     columns = list(range(1, 1 + spec["features"]))
-    times, cpus = [], []
-    for _ in range(spec["repeat"]):
-        started, cpu = time.perf_counter(), time.process_time()
+    header = ",".join(["prediction", *(f"probability_{c}" for c in pipeline.classes_)])
+
+    def run() -> int:
         matrix = np.loadtxt(spec["path"], delimiter=",", skiprows=1, usecols=columns, dtype=np.float64, ndmin=2)
-        predictions = pipeline.predict(matrix)
-        probabilities = pipeline.predict_proba(matrix)
-        table = np.empty((len(predictions), 1 + probabilities.shape[1]), dtype=object)
-        table[:, 0] = predictions
-        table[:, 1:] = probabilities
-        header = ",".join(["prediction", *(f"probability_{c}" for c in pipeline.classes_)])
-        np.savetxt(
-            spec["out"], table, fmt=["%s"] + ["%r"] * probabilities.shape[1], delimiter=",", header=header, comments=""
-        )
-        times.append(time.perf_counter() - started)
-        cpus.append(time.process_time() - cpu)
-        rows = len(predictions)
-        del matrix, predictions, probabilities, table
-    best = int(np.argmin(times))
-    return {"seconds": times[best], "all_seconds": times, "cpu": cpus[best], "rows": rows, "peak_mb": peak_rss_mb()}
+        table = _predict_table(pipeline, matrix)
+        np.savetxt(spec["out"], table, fmt=_formats(table, 1), delimiter=",", header=header, comments="")
+        return len(table)
+
+    return _best_of(spec["repeat"], run)
 
 
 def child_raw_s3(spec: dict) -> dict:
@@ -226,26 +245,20 @@ def child_raw_s3(spec: dict) -> dict:
     pipeline = joblib.load(spec["artifact"])
     s3 = s3_client()
     columns = list(range(1, 1 + spec["features"]))
-    times, cpus = [], []
-    for _ in range(spec["repeat"]):
-        started, cpu = time.perf_counter(), time.process_time()
+
+    def run() -> int:
         body = io.BytesIO(s3.get_object(Bucket=BUCKET, Key=spec["key"])["Body"].read())
         matrix = np.loadtxt(body, delimiter=",", skiprows=1, usecols=columns, dtype=np.float64, ndmin=2)
-        predictions = pipeline.predict(matrix)
-        probabilities = pipeline.predict_proba(matrix)
-        table = np.empty((len(predictions), 1 + probabilities.shape[1]), dtype=object)
-        table[:, 0] = predictions
-        table[:, 1:] = probabilities
+        table = _predict_table(pipeline, matrix)
         out = io.BytesIO()
-        np.savetxt(out, table, fmt=["%s"] + ["%r"] * probabilities.shape[1], delimiter=",")
+        np.savetxt(out, table, fmt=_formats(table, 1), delimiter=",")
         s3.put_object(Bucket=BUCKET, Key="raw-output.csv", Body=out.getvalue())
-        times.append(time.perf_counter() - started)
-        cpus.append(time.process_time() - cpu)
-        rows = len(predictions)
-        del body, matrix, predictions, probabilities, table, out
-    s3.delete_object(Bucket=BUCKET, Key="raw-output.csv")
-    best = int(np.argmin(times))
-    return {"seconds": times[best], "all_seconds": times, "cpu": cpus[best], "rows": rows, "peak_mb": peak_rss_mb()}
+        return len(table)
+
+    try:
+        return _best_of(spec["repeat"], run)
+    finally:
+        s3.delete_object(Bucket=BUCKET, Key="raw-output.csv")
 
 
 def child_raw_s3_joined(spec: dict) -> dict:
@@ -256,34 +269,21 @@ def child_raw_s3_joined(spec: dict) -> dict:
     pipeline = joblib.load(spec["artifact"])
     s3 = s3_client()
     columns = list(range(1, 1 + spec["features"]))
-    times, cpus = [], []
-    for _ in range(spec["repeat"]):
-        started, cpu = time.perf_counter(), time.process_time()
+    added = ",prediction," + ",".join(f"probability_{c}" for c in pipeline.classes_)
+
+    def run() -> int:
         lines = s3.get_object(Bucket=BUCKET, Key=spec["key"])["Body"].read().decode().splitlines()
         matrix = np.loadtxt(lines[1:], delimiter=",", usecols=columns, dtype=np.float64, ndmin=2)
-        predictions = pipeline.predict(matrix)
-        probabilities = pipeline.predict_proba(matrix)
-        table = np.empty((len(predictions), 2 + probabilities.shape[1]), dtype=object)
-        table[:, 0] = lines[1:]
-        table[:, 1] = predictions
-        table[:, 2:] = probabilities
+        table = _predict_table(pipeline, matrix, lines[1:])
         out = io.BytesIO()
-        np.savetxt(
-            out,
-            table,
-            fmt=["%s", "%s"] + ["%r"] * probabilities.shape[1],
-            delimiter=",",
-            header=lines[0] + ",prediction," + ",".join(f"probability_{c}" for c in pipeline.classes_),
-            comments="",
-        )
+        np.savetxt(out, table, fmt=_formats(table, 2), delimiter=",", header=lines[0] + added, comments="")
         s3.put_object(Bucket=BUCKET, Key="raw-output.csv", Body=out.getvalue())
-        times.append(time.perf_counter() - started)
-        cpus.append(time.process_time() - cpu)
-        rows = len(predictions)
-        del lines, matrix, predictions, probabilities, table, out
-    s3.delete_object(Bucket=BUCKET, Key="raw-output.csv")
-    best = int(np.argmin(times))
-    return {"seconds": times[best], "all_seconds": times, "cpu": cpus[best], "rows": rows, "peak_mb": peak_rss_mb()}
+        return len(table)
+
+    try:
+        return _best_of(spec["repeat"], run)
+    finally:
+        s3.delete_object(Bucket=BUCKET, Key="raw-output.csv")
 
 
 def _runtime(spec: dict) -> Any:
