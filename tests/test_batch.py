@@ -8,11 +8,13 @@ import csv
 import gzip
 import io
 import json
+import time
 
 import pytest
 from conftest import BUCKET
 
 from local.lambda_events import s3_put_event, sqs_event
+from mlservice import registry
 
 NAMES = ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"]
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 2.8, 4.3, 1.3]]
@@ -31,8 +33,6 @@ def iris_model() -> tuple[bytes, dict]:
 def batch(aws, runtime, iris_model):
     """iris v1 and v2 registered, production serving 1; the batch queue created; the runtime pointed at it."""
     import boto3
-
-    from mlservice import registry
 
     sqs = boto3.client("sqs", region_name="us-east-1")
     queue_url = sqs.create_queue(QueueName="batch-queue")["QueueUrl"]
@@ -295,3 +295,16 @@ def test_the_sample_events_work(batch):
     sqs_event = json.loads((events / "batch_worker_sqs.json").read_text())
     # a message for a job that does not exist (or finished long ago) is acknowledged, not retried forever
     assert batch.runtime.invoke("BatchWorkerFunction", sqs_event) == {"batchItemFailures": []}
+
+
+def test_uploading_the_same_file_again_runs_it_again(batch):
+    """A redelivered event is a duplicate; a new upload of the same bytes (after deploying the stage that was
+    missing, say) is a new run, even though its ETag is the same."""
+    body = _csv(ROWS).encode()
+    failed = batch.drop("batch/input/iris@staging/retry.csv", body)
+    assert failed["error"]["code"] == "stage_not_deployed"
+    registry.set_stage("iris", "staging", 2)
+    time.sleep(1.1)  # a new upload: S3's LastModified has one-second resolution
+    again = batch.drop("batch/input/iris@staging/retry.csv", body)
+    assert again["status"] == "succeeded" and again["version"] == 2, again
+    assert again["input"]["etag"] == failed["input"]["etag"]

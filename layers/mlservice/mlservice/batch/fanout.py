@@ -22,7 +22,7 @@ from typing import Any
 from mlservice import keys, storage
 from mlservice.batch.formats import CSV
 from mlservice.batch.output import Counts, ErrorFile, OutputFile
-from mlservice.batch.runner import PART_BYTES, acquire_lease, job_id, manifest, release_lease, score_stream
+from mlservice.batch.runner import PART_BYTES, acquire_lease, manifest, release_lease, score_stream
 from mlservice.errors import WriteConflict
 from mlservice.serving.model_cache import LoadedModel, cache
 from mlservice.settings import get_settings
@@ -76,15 +76,22 @@ def _header(key: str, size: int) -> str | None:
 
 
 def start(
-    spec: keys.BatchInput, etag: str, size: int, fmt: str, loaded: LoadedModel, stage: str | None, started: float
+    spec: keys.BatchInput,
+    etag: str,
+    size: int,
+    fmt: str,
+    loaded: LoadedModel,
+    stage: str | None,
+    started: float,
+    job: str,
+    revision: str,
 ) -> dict:
     """Plan the ranges and queue one message per range; a no-op when the plan already exists."""
     settings = get_settings()
-    job = job_id(spec.key, etag)
     ranges = line_ranges(spec.key, size, settings.batch_part_bytes)
     plan = {
         "job": job,
-        "input": {"key": spec.key, "etag": etag.strip('"'), "bytes": size},
+        "input": {"key": spec.key, "etag": etag.strip('"'), "bytes": size, "revision": revision},
         "model": spec.model,
         "version": loaded.version,
         "stage": stage,
@@ -196,6 +203,7 @@ def assemble(job: str, plan: dict) -> dict:
         counts=totals,
         outputs=outputs,
         parts=len(plan["ranges"]),
+        revision=input_["revision"],
     )
     storage.put_json(spec.manifest_key, document)
     storage.delete_prefix(keys.batch_job_prefix(job))

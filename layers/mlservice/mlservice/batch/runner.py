@@ -27,8 +27,20 @@ from mlservice.settings import get_settings
 PART_BYTES = 8 * 1024 * 1024
 
 
-def job_id(key: str, etag: str) -> str:
-    return hashlib.sha256(f"{key}\n{etag.strip(chr(34))}".encode()).hexdigest()[:32]
+def job_id(key: str, etag: str, revision: str = "") -> str:
+    return hashlib.sha256(f"{key}\n{etag.strip(chr(34))}\n{revision}".encode()).hexdigest()[:32]
+
+
+def revision_of(head: dict) -> str:
+    """Which upload of the key this is: its version id where the bucket keeps versions, else its timestamp.
+
+    A redelivered event sees the same revision (a duplicate); uploading the same bytes again makes a new one,
+    which is how a user re-runs a file after fixing what made it fail.
+    """
+    version = head.get("VersionId")
+    if version and version != "null":
+        return str(version)
+    return head["LastModified"].isoformat()
 
 
 def lease_key(job: str) -> str:
@@ -145,13 +157,14 @@ def manifest(
     outputs: dict | None = None,
     error: ServiceError | None = None,
     parts: int = 1,
+    revision: str = "",
 ) -> dict:
     finished = time.time()
     counts = counts or Counts()
     return {
         "status": "failed" if error else "succeeded",
         "error": {"code": error.code, "message": error.message} if error else None,
-        "input": {"key": key, "etag": etag.strip('"'), "bytes": size},
+        "input": {"key": key, "etag": etag.strip('"'), "bytes": size, "revision": revision},
         "model": spec.model if spec else None,
         "version": version,
         "stage": stage,
@@ -182,11 +195,10 @@ def fail(
     return document
 
 
-def already_done(spec: keys.BatchInput | None, key: str, etag: str) -> dict | None:
-    found = storage.get_json(manifest_key_for(key, spec))
-    if found and found[0].get("input", {}).get("etag") == etag.strip('"'):
-        return found[0]
-    return None
+def already_done(spec: keys.BatchInput, etag: str, revision: str) -> bool:
+    found = storage.get_json(spec.manifest_key)
+    recorded = found[0].get("input", {}) if found else {}
+    return recorded.get("etag") == etag.strip('"') and recorded.get("revision") == revision
 
 
 def handle_object(key: str, etag: str, size: int, remaining_seconds: float) -> dict:
@@ -196,13 +208,13 @@ def handle_object(key: str, etag: str, size: int, remaining_seconds: float) -> d
         spec = keys.parse_batch_input(key)
     except ServiceError as error:
         return fail(None, key, etag, size, started, error)
-    done = already_done(spec, key, etag)
-    if done is not None:
-        return {"status": "duplicate", "manifest": spec.manifest_key}
     head = storage.head(key)
     if head is None or head["ETag"].strip('"') != etag.strip('"'):
         return {"status": "superseded", "key": key}  # a newer upload's own event will handle it
-    job = job_id(key, etag)
+    revision = revision_of(head)
+    if already_done(spec, etag, revision):
+        return {"status": "duplicate", "manifest": spec.manifest_key}
+    job = job_id(key, etag, revision)
     if not acquire_lease(lease_key(job), remaining_seconds + 60):
         return {"status": "in_progress", "job": job}
     output: OutputFile | None = None
@@ -212,12 +224,12 @@ def handle_object(key: str, etag: str, size: int, remaining_seconds: float) -> d
             fmt, compressed = file_format(key)
             loaded, stage = select_model(spec.model, spec.stage, spec.version)
         except ServiceError as error:
-            return fail(spec, key, etag, size, started, error)
+            return fail(spec, key, etag, size, started, error, revision=revision)
         settings = get_settings()
         if size > settings.batch_fanout_bytes and not compressed and settings.batch_queue_url:
             from mlservice.batch import fanout
 
-            return fanout.start(spec, etag, size, fmt, loaded, stage, started)
+            return fanout.start(spec, etag, size, fmt, loaded, stage, started, job, revision)
         output = OutputFile(spec.output_key, fmt, compressed, PART_BYTES)
         errors = ErrorFile(spec.errors_key, PART_BYTES)
         try:
@@ -225,11 +237,20 @@ def handle_object(key: str, etag: str, size: int, remaining_seconds: float) -> d
         except ServiceError as error:
             output.abort()
             errors.abort()
-            return fail(spec, key, etag, size, started, error, version=loaded.version, stage=stage)
+            return fail(spec, key, etag, size, started, error, version=loaded.version, stage=stage, revision=revision)
         output.close()
         outputs = {"predictions": spec.output_key, "errors": errors.close()}
         document = manifest(
-            spec, key, etag, size, started, version=loaded.version, stage=stage, counts=counts, outputs=outputs
+            spec,
+            key,
+            etag,
+            size,
+            started,
+            version=loaded.version,
+            stage=stage,
+            counts=counts,
+            outputs=outputs,
+            revision=revision,
         )
         storage.put_json(spec.manifest_key, document)
         return document
