@@ -25,6 +25,9 @@ def predict(
     stage: Annotated[str | None, Query(description="stage to serve from (default production)")] = None,
     version: Annotated[int | None, Query(description="a version number, instead of a stage")] = None,
 ) -> dict:
-    result = predictor.predict(model, request.model_dump(exclude_none=True), stage=stage, version=version)
+    # `request` has checked the body's shape; the rows themselves are read from the already-parsed body rather
+    # than copied out of the model again (up to 10,000 rows on the hot path).
+    body = {k: v for k, v in router.current_event.json_body.items() if v is not None}
+    result = predictor.predict(model, body, stage=stage, version=version)
     metrics.add_metric(name="PredictedRows", unit="Count", value=len(result["predictions"]))
     return result
