@@ -255,7 +255,7 @@ def _function_for(event: dict[str, Any]) -> str:
 
 
 def _sam_invoke(
-    sam_bin: Path, env: dict[str, str], template: Path, env_vars: Path, function: str, event: str
+    sam_bin: Path, env: dict[str, str], template: Path, env_vars: Path, function: str, event: str | Path
 ) -> dict[str, Any]:
     result = subprocess.run(
         [
@@ -264,7 +264,7 @@ def _sam_invoke(
             "invoke",
             function,
             "--event",
-            str(EVENTS / event),
+            str(event if isinstance(event, Path) else EVENTS / event),
             "--template",
             str(template),
             "--env-vars",
@@ -303,6 +303,39 @@ def test_sam_local_invoke_train_and_health(
     assert body["metrics"]["accuracy"] >= 0.9
     # The container wrote to the moto server, in the bucket --env-vars named.
     assert body["artifact"]["key"] in s3_server.keys(bucket)
+
+
+def test_sam_local_invoke_batch_prediction_with_the_sample_s3_event(
+    sam_bin: Path,
+    docker_env: dict[str, str],
+    sam_local_template: Path,
+    bucket_config: tuple[str, Path],
+    s3_server: S3Server,
+    tmp_path: Path,
+) -> None:
+    bucket, env_vars = bucket_config
+    assert (
+        _sam_invoke(sam_bin, docker_env, sam_local_template, env_vars, "TrainFunction", "train.json")["statusCode"]
+        == 201
+    )
+    assert (
+        _sam_invoke(sam_bin, docker_env, sam_local_template, env_vars, "DeployFunction", "deploy.json")["statusCode"]
+        == 200
+    )
+    event = _event("batch_s3_put.json")
+    obj = event["Records"][0]["s3"]["object"]
+    body = b"id,sepal_length_cm,sepal_width_cm,petal_length_cm,petal_width_cm\na,5.1,3.5,1.4,0.2\nb,6.7,3.0,5.2,2.3\n"
+    etag = s3_server.client.put_object(Bucket=bucket, Key=obj["key"], Body=body)["ETag"]
+    event["Records"][0]["s3"]["bucket"]["name"] = bucket
+    obj.update(eTag=etag.strip('"'), size=len(body))
+    path = tmp_path / "batch_s3_put.json"
+    path.write_text(json.dumps(event))
+    result = _sam_invoke(sam_bin, docker_env, sam_local_template, env_vars, "BatchPredictFunction", path)
+    (manifest,) = result["results"]
+    assert manifest["status"] == "succeeded" and manifest["rows"]["predicted"] == 2, manifest
+    output_key = manifest["outputs"]["predictions"]
+    output = s3_server.client.get_object(Bucket=bucket, Key=output_key)["Body"].read().decode()
+    assert [line.split(",")[5] for line in output.splitlines()[1:]] == ["setosa", "virginica"]
 
 
 # --- sam local start-lambda: the whole story of events/ -------------------------------------------------------
