@@ -308,3 +308,20 @@ def test_uploading_the_same_file_again_runs_it_again(batch):
     again = batch.drop("batch/input/iris@staging/retry.csv", body)
     assert again["status"] == "succeeded" and again["version"] == 2, again
     assert again["input"]["etag"] == failed["input"]["etag"]
+
+
+@pytest.mark.parametrize(("expires_in", "status"), [(600, "in_progress"), (-1, "succeeded")])
+def test_a_live_run_holds_the_job_and_a_dead_ones_lease_is_taken_over(batch, expires_in, status):
+    """A concurrent duplicate backs off while another run's lease is live; after a crash (lease expired) the
+    retry takes over and produces the output."""
+    from mlservice.batch import runner
+
+    key = "batch/input/iris/leased.csv"
+    event = batch.put(key, _csv(ROWS).encode())
+    head = batch.s3.head_object(Bucket=BUCKET, Key=key)
+    job = runner.job_id(key, head["ETag"], runner.revision_of(head))
+    batch.s3.put_object(
+        Bucket=BUCKET, Key=runner.lease_key(job), Body=json.dumps({"expires": time.time() + expires_in}).encode()
+    )
+    assert batch.deliver(event)["status"] == status
+    assert batch.exists("batch/output/iris/leased.csv") == (status == "succeeded")

@@ -49,19 +49,25 @@ def lease_key(job: str) -> str:
 
 def acquire_lease(key: str, seconds: float) -> bool:
     """Hold the lease object at `key` for `seconds`; False when another live run holds it."""
-    now = time.time()
-    found = storage.get_json(key)
-    try:
-        if found is None:
-            storage.put_json(key, {"expires": now + seconds}, if_none_match=True)
+    for _ in range(3):
+        now = time.time()
+        try:
+            storage.put_json(key, {"expires": now + seconds}, if_none_match=True)  # the common case: one request
             return True
+        except WriteConflict:
+            pass
+        found = storage.get_json(key)
+        if found is None:
+            continue  # released in between: try again
         lease, etag = found
         if lease.get("expires", 0) > now:
             return False
-        storage.put_json(key, {"expires": now + seconds}, if_match=etag)  # take over a dead run's lease
-        return True
-    except WriteConflict:
-        return False
+        try:
+            storage.put_json(key, {"expires": now + seconds}, if_match=etag)  # take over a dead run's lease
+            return True
+        except WriteConflict:
+            return False
+    return False
 
 
 def release_lease(key: str) -> None:
