@@ -237,33 +237,11 @@ def child_raw(spec: dict) -> dict:
     return _best_of(spec["repeat"], run)
 
 
-def child_raw_s3(spec: dict) -> dict:
-    """The same baseline doing the handler's I/O too, as a hand-written "joblib in a Lambda" would: get the
-    object from S3, loadtxt, predict + predict_proba, savetxt into memory, put the result back into S3."""
-    import joblib
-
-    pipeline = joblib.load(spec["artifact"])
-    s3 = s3_client()
-    columns = list(range(1, 1 + spec["features"]))
-
-    def run() -> int:
-        body = io.BytesIO(s3.get_object(Bucket=BUCKET, Key=spec["key"])["Body"].read())
-        matrix = np.loadtxt(body, delimiter=",", skiprows=1, usecols=columns, dtype=np.float64, ndmin=2)
-        table = _predict_table(pipeline, matrix)
-        out = io.BytesIO()
-        np.savetxt(out, table, fmt=_formats(table, 1), delimiter=",")
-        s3.put_object(Bucket=BUCKET, Key="raw-output.csv", Body=out.getvalue())
-        return len(table)
-
-    try:
-        return _best_of(spec["repeat"], run)
-    finally:
-        s3.delete_object(Bucket=BUCKET, Key="raw-output.csv")
-
-
-def child_raw_s3_joined(spec: dict) -> dict:
-    """The baseline producing the handler's exact output contract — every input row followed by its prediction
-    and probabilities — with numpy's own writer (savetxt), S3 in and out."""
+def _raw_through_s3(spec: dict, joined: bool) -> dict:
+    """The baseline doing the handler's I/O too, as a hand-written "joblib in a Lambda" would: get the object
+    from S3, loadtxt, predict + predict_proba, savetxt into memory, put the result back into S3. `joined` writes
+    the handler's exact output contract (every input row followed by its prediction and probabilities) instead
+    of the predictions alone."""
     import joblib
 
     pipeline = joblib.load(spec["artifact"])
@@ -272,11 +250,16 @@ def child_raw_s3_joined(spec: dict) -> dict:
     added = ",prediction," + ",".join(f"probability_{c}" for c in pipeline.classes_)
 
     def run() -> int:
-        lines = s3.get_object(Bucket=BUCKET, Key=spec["key"])["Body"].read().decode().splitlines()
-        matrix = np.loadtxt(lines[1:], delimiter=",", usecols=columns, dtype=np.float64, ndmin=2)
-        table = _predict_table(pipeline, matrix, lines[1:])
+        data = s3.get_object(Bucket=BUCKET, Key=spec["key"])["Body"].read()
+        if joined:
+            lines = data.decode().splitlines()
+            matrix = np.loadtxt(lines[1:], delimiter=",", usecols=columns, dtype=np.float64, ndmin=2)
+            table, header = _predict_table(pipeline, matrix, lines[1:]), lines[0] + added
+        else:
+            matrix = np.loadtxt(io.BytesIO(data), delimiter=",", skiprows=1, usecols=columns, ndmin=2)
+            table, header = _predict_table(pipeline, matrix), ""
         out = io.BytesIO()
-        np.savetxt(out, table, fmt=_formats(table, 2), delimiter=",", header=lines[0] + added, comments="")
+        np.savetxt(out, table, fmt=_formats(table, 2 if joined else 1), delimiter=",", header=header, comments="")
         s3.put_object(Bucket=BUCKET, Key="raw-output.csv", Body=out.getvalue())
         return len(table)
 
@@ -284,6 +267,14 @@ def child_raw_s3_joined(spec: dict) -> dict:
         return _best_of(spec["repeat"], run)
     finally:
         s3.delete_object(Bucket=BUCKET, Key="raw-output.csv")
+
+
+def child_raw_s3(spec: dict) -> dict:
+    return _raw_through_s3(spec, joined=False)
+
+
+def child_raw_s3_joined(spec: dict) -> dict:
+    return _raw_through_s3(spec, joined=True)
 
 
 def child_handler_local(spec: dict) -> dict:
