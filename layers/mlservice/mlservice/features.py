@@ -17,7 +17,6 @@ import numpy as np
 from mlservice.errors import ServiceError, bad_request
 
 NUMERIC, CATEGORICAL, TEXT = "numeric", "categorical", "text"
-KINDS = (NUMERIC, CATEGORICAL, TEXT)
 MISSING_CATEGORY = ""
 # Spellings of "no value" in delimited text files (CSV); JSON has null for that.
 MISSING_STRINGS = frozenset({"", "na", "n/a", "nan", "null", "none"})

@@ -209,11 +209,9 @@ class MultipartWriter:
         self._upload_id: str | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._in_flight: list[Future] = []
-        self.bytes_written = 0
 
     def write(self, data: bytes) -> None:
         self._buffer += data
-        self.bytes_written += len(data)
         if len(self._buffer) >= self.part_bytes:
             self._send(bytes(self._buffer))
             self._buffer.clear()

@@ -51,12 +51,11 @@ class RecordReader:
     parts of a file back together.
     """
 
-    def __init__(self, stream: BinaryIO, fmt: str, compressed: bool, chunk_rows: int, first_line: int = 1) -> None:
+    def __init__(self, stream: BinaryIO, fmt: str, compressed: bool, chunk_rows: int) -> None:
         self.source: BinaryIO = gzip.GzipFile(fileobj=stream, mode="rb") if compressed else stream
         self.fmt = fmt
         self.chunk_rows = max(1, chunk_rows)
-        self.first_line = first_line
-        self.last_line = first_line - 1
+        self.last_line = 0
 
     def _blocks(self) -> Iterator[bytes]:
         """Blocks of whole lines (only the stream's last block may lack a final newline)."""

@@ -10,6 +10,7 @@ manifest naming the error and no output.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import time
@@ -88,65 +89,36 @@ def score_stream(
     *,
     header_record: str | None = None,
     write_header: bool = True,
-    first_line: int = 1,
-    line_offset: int = 0,
 ) -> tuple[Counts, str | None]:
     """Predict every record of a stream into `output`, rejected ones into `errors`; returns the counts and the
-    CSV header record (read from the stream when not given)."""
-    settings = get_settings()
-    prefetched = storage.Prefetcher(stream)
-    try:
-        return _score_records(
-            RecordReader(prefetched, fmt, compressed, settings.batch_chunk_rows, first_line),
-            fmt,
-            loaded,
-            output,
-            errors,
-            header_record,
-            write_header,
-            first_line,
-            line_offset,
-        )
-    finally:
-        prefetched.close()
-
-
-def _score_records(
-    reader: RecordReader,
-    fmt: str,
-    loaded: LoadedModel,
-    output: OutputFile,
-    errors: ErrorFile,
-    header_record: str | None,
-    write_header: bool,
-    first_line: int,
-    line_offset: int,
-) -> tuple[Counts, str | None]:
-    chunks = reader.chunks()
-    pending: Chunk | None = None
-    if fmt == CSV:
-        if header_record is None:
-            first = next(chunks, None)
-            if first is None:
-                raise bad_request("the file is empty: a CSV file needs a header row", code="missing_header")
-            header_record = first.records[0]
-            pending = Chunk(first.lines[1:], first.records[1:])
-        scorer = Scorer(loaded, CSV, parse_csv_header(header_record))
-        if write_header:
-            output.write(scorer.csv_header(header_record))
-    else:
-        scorer = Scorer(loaded, fmt)
-    counts = Counts()
-    for chunk in itertools.chain([pending] if pending else [], chunks):
-        if not chunk.records:
-            continue
-        scored = scorer.score(chunk)
-        output.write(scored.text)
-        errors.add(scored.rejected, line_offset)
-        counts.rows_in += len(chunk.records)
-        counts.predicted += scored.predicted
-        counts.rejected += len(scored.rejected)
-    counts.lines = reader.last_line - first_line + 1
+    CSV header record (read from the stream when not given). Line numbers count from the stream's start."""
+    with contextlib.closing(storage.Prefetcher(stream)) as prefetched:
+        reader = RecordReader(prefetched, fmt, compressed, get_settings().batch_chunk_rows)
+        chunks = reader.chunks()
+        pending: Chunk | None = None
+        if fmt == CSV:
+            if header_record is None:
+                first = next(chunks, None)
+                if first is None:
+                    raise bad_request("the file is empty: a CSV file needs a header row", code="missing_header")
+                header_record = first.records[0]
+                pending = Chunk(first.lines[1:], first.records[1:])
+            scorer = Scorer(loaded, CSV, parse_csv_header(header_record))
+            if write_header:
+                output.write(scorer.csv_header(header_record))
+        else:
+            scorer = Scorer(loaded, fmt)
+        counts = Counts()
+        for chunk in itertools.chain([pending] if pending else [], chunks):
+            if not chunk.records:
+                continue
+            scored = scorer.score(chunk)
+            output.write(scored.text)
+            errors.add(scored.rejected)
+            counts.rows_in += len(chunk.records)
+            counts.predicted += scored.predicted
+            counts.rejected += len(scored.rejected)
+        counts.lines = reader.last_line
     return counts, header_record
 
 
