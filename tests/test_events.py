@@ -4,9 +4,11 @@ order of the story the files tell, each handled by the function template.yaml ro
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from local.lambda_events import api_event
+from local.template import Template
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 STORY = [
@@ -36,10 +38,36 @@ STORY = [
 ]
 
 
-def _function_for(runtime, event: dict) -> str:
-    route, _ = runtime.template.find_route(event["httpMethod"], event["path"])
+def story_event(name: str) -> dict:
+    """An events/ file, or the one event the story builds: deploying version 2 so a rollback has somewhere to go."""
+    if name.startswith("<"):
+        return api_event(
+            "PUT",
+            "/models/iris/stages/production",
+            "/models/{model}/stages/{stage}",
+            {"model": "iris", "stage": "production"},
+            body=json.dumps({"version": 2}),
+        )
+    return json.loads((EVENTS / name).read_text())
+
+
+def function_for(template: Template, event: dict) -> str:
+    """The function template.yaml routes an API event to (the event's resource must be a template route)."""
+    found = template.find_route(event["httpMethod"], event["path"])
+    assert found, f"{event['httpMethod']} {event['path']} is not a template route"
+    route, _ = found
     assert route.resource == event["resource"], f"{event['resource']} is not a template route"
     return route.function
+
+
+def run_story(template: Template, invoke: Callable[[str, dict], dict], context: Callable[[], str] = str) -> None:
+    """Every event of the story, in order, through `invoke` (in process or in a container): each answers 2xx."""
+    for name in STORY:
+        event = story_event(name)
+        response = invoke(function_for(template, event), event)
+        assert 200 <= response["statusCode"] < 300, (name, response.get("body"), context())
+        if response["statusCode"] != 204 and name != "docs.json":
+            json.loads(response["body"])
 
 
 def test_the_story_covers_every_event_file():
@@ -47,20 +75,6 @@ def test_the_story_covers_every_event_file():
 
 
 def test_every_event_file_succeeds_in_story_order(api, runtime):
-    for name in STORY:
-        if name.startswith("<"):
-            event = api_event(
-                "PUT",
-                "/models/iris/stages/production",
-                "/models/{model}/stages/{stage}",
-                {"model": "iris", "stage": "production"},
-                body=json.dumps({"version": 2}),
-            )
-        else:
-            event = json.loads((EVENTS / name).read_text())
-        response = runtime.invoke(_function_for(runtime, event), event)
-        assert 200 <= response["statusCode"] < 300, (name, response["body"])
-        if response["statusCode"] != 204 and name != "docs.json":
-            json.loads(response["body"])
+    run_story(runtime.template, runtime.invoke)
     assert api.get("/models/iris/versions/1").status == 404  # delete_version.json removed it
     assert api.get("/models/iris").json()["versions"][0]["version"] == 2

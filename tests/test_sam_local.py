@@ -36,7 +36,7 @@ import pytest
 import yaml
 from botocore.config import Config
 from sam_support import sam_env
-from test_events import STORY
+from test_events import run_story
 
 from local.lambda_events import api_event
 from local.template import Template, load_yaml
@@ -243,14 +243,6 @@ def _event(name: str) -> dict[str, Any]:
     return json.loads((EVENTS / name).read_text())
 
 
-def _function_for(event: dict[str, Any]) -> str:
-    found = TEMPLATE.find_route(event["httpMethod"], event["path"])
-    assert found, f"{event['httpMethod']} {event['path']} is not a template route"
-    route, _ = found
-    assert route.resource == event["resource"], f"{event['resource']} is not a template route"
-    return route.function
-
-
 # --- sam local invoke -----------------------------------------------------------------------------------------
 
 
@@ -366,18 +358,6 @@ def _sam_service_command(sam_bin: Path, service: str, template: Path, env_vars: 
     ]
 
 
-def _story_event(name: str) -> dict[str, Any]:
-    if name.startswith("<"):  # "<deploy version 2>", as tests/test_events.py builds it
-        return api_event(
-            "PUT",
-            "/models/iris/stages/production",
-            "/models/{model}/stages/{stage}",
-            {"model": "iris", "stage": "production"},
-            body=json.dumps({"version": 2}),
-        )
-    return _event(name)
-
-
 def test_sam_local_start_lambda_runs_the_event_story(
     sam_bin: Path,
     docker_env: dict[str, str],
@@ -405,12 +385,7 @@ def test_sam_local_start_lambda_runs_the_event_story(
 
     log = tmp_path / "start-lambda.log"
     with _running(command, docker_env, log, "127.0.0.1", port):
-        for name in STORY:
-            event = _story_event(name)
-            response = invoke(_function_for(event), event)
-            assert 200 <= response["statusCode"] < 300, (name, response.get("body"), _log_tail(log, 3000))
-            if response["statusCode"] != 204 and name != "docs.json":
-                json.loads(response["body"])
+        run_story(TEMPLATE, invoke, lambda: _log_tail(log, 3000))
         # delete_version.json removed version 1; version 2 is what is left.
         described = invoke("DeployFunction", api_event("GET", "/models/iris", "/models/{model}", {"model": "iris"}))
         assert described["statusCode"] == 200, described
