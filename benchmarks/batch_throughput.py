@@ -545,32 +545,20 @@ class Bench:
                 {"rows": count, "bytes": size, "path": "handler, no S3", "chunk": DEFAULT_CHUNK_ROWS, **local}
             )
             with self.uploaded(path) as obj:
-                raw_s3 = run_child(
-                    "raw_s3",
-                    {
+                baselines = {}
+                for child, label in (("raw_s3", "raw + S3"), ("raw_s3_joined", "raw + S3 joined")):
+                    spec = {
                         **obj,
                         "artifact": str(self.artifact_path),
                         "features": len(self.features),
                         "repeat": self.args.repeat,
-                    },
-                    self.env,
-                )
-                _check_rows(f"raw + S3 on {path.name}", raw_s3["rows"], count)
-                raw_s3.update(ratio=raw["seconds"] / raw_s3["seconds"], cpu_ratio=raw["cpu"] / raw_s3["cpu"])
-                results.append({"rows": count, "bytes": size, "path": "raw + S3", "chunk": None, **raw_s3})
-                joined = run_child(
-                    "raw_s3_joined",
-                    {
-                        **obj,
-                        "artifact": str(self.artifact_path),
-                        "features": len(self.features),
-                        "repeat": self.args.repeat,
-                    },
-                    self.env,
-                )
-                _check_rows(f"raw + S3, joined rows, on {path.name}", joined["rows"], count)
-                joined.update(ratio=raw["seconds"] / joined["seconds"], cpu_ratio=raw["cpu"] / joined["cpu"])
-                results.append({"rows": count, "bytes": size, "path": "raw + S3 joined", "chunk": None, **joined})
+                    }
+                    got = run_child(child, spec, self.env)
+                    _check_rows(f"{label} on {path.name}", got["rows"], count)
+                    got.update(ratio=raw["seconds"] / got["seconds"], cpu_ratio=raw["cpu"] / got["cpu"])
+                    results.append({"rows": count, "bytes": size, "path": label, "chunk": None, **got})
+                    baselines[child] = got
+                raw_s3, joined = baselines["raw_s3"], baselines["raw_s3_joined"]
                 for chunk in chunk_list:
                     got = run_child("handler", self.handler_spec(obj, chunk, self.args.repeat), self.env)
                     self.note(f"handler {rows:,} rows, chunk {chunk:,}: {got['seconds']:.2f}s")
