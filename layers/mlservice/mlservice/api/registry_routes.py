@@ -5,7 +5,7 @@ from __future__ import annotations
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
-from mlservice import keys, registry
+from mlservice import registry
 from mlservice.api.schemas import DeployRequest, StageChange
 from mlservice.observability import logger, metrics
 
@@ -66,7 +66,6 @@ def rollback(model: str, stage: str) -> StageChange:
     responses={204: {"description": "undeployed"}},
 )
 def undeploy(model: str, stage: str) -> Response[None]:
-    keys.validate_name(model, "model")
     registry.clear_stage(model, stage)
     logger.info("stage undeployed", extra={"model": model, "stage": stage})
     return Response(status_code=204)

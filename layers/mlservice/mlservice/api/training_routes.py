@@ -21,7 +21,7 @@ router = Router()
     responses={201: {"description": "the new version's metadata"}},
 )
 def train_version(model: str, request: TrainRequest) -> Response[dict]:
-    keys.validate_name(model, "model")
+    keys.validate_name(model, "model")  # before the fit, which may take many seconds
     from mlservice.training.trainer import train  # training imports stay off every other route's path
 
     artifact, metadata = train(request.model_dump(exclude_none=True))
