@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,12 +29,17 @@ class HttpResponse:
 
 
 class LocalLambda:
-    """The template's functions, invocable by name or through HTTP-shaped calls."""
+    """The template's functions, invocable by name or through HTTP-shaped calls.
+
+    Invocations run one at a time, as each Lambda sandbox runs one request at a time: Powertools keeps the
+    current request on class attributes (the resolver's event and context, the metrics buffer), so two
+    invocations sharing this process concurrently would read each other's requests."""
 
     def __init__(self, template: Template | None = None, substitutions: dict[str, str] | None = None) -> None:
         self.template = template or Template()
         self.substitutions = substitutions or {}
         self._handlers: dict[str, Any] = {}
+        self._one_at_a_time = threading.RLock()
 
     def environment(self, function_name: str) -> dict[str, str]:
         return self.template.resolve_environment(self.template.functions[function_name], self.substitutions)
@@ -41,16 +47,17 @@ class LocalLambda:
     def invoke(self, function_name: str, event: dict, context: LambdaContext | None = None) -> Any:
         """Call a function's handler with its template environment in force."""
         function = self.template.functions[function_name]
-        os.environ.update(self.environment(function_name))
-        handler = self._handlers.get(function_name)
-        if handler is None:
-            handler = self._handlers[function_name] = load_handler(function, self.template)
-        timeout = float(function.properties.get("Timeout", self.template.globals.get("Timeout", 3)))
-        memory = int(function.properties.get("MemorySize", self.template.globals.get("MemorySize", 128)))
-        context = context or LambdaContext(
-            function_name=function_name, timeout_seconds=timeout, memory_limit_in_mb=memory
-        )
-        return handler(event, context)
+        with self._one_at_a_time:
+            os.environ.update(self.environment(function_name))
+            handler = self._handlers.get(function_name)
+            if handler is None:
+                handler = self._handlers[function_name] = load_handler(function, self.template)
+            timeout = float(function.properties.get("Timeout", self.template.globals.get("Timeout", 3)))
+            memory = int(function.properties.get("MemorySize", self.template.globals.get("MemorySize", 128)))
+            context = context or LambdaContext(
+                function_name=function_name, timeout_seconds=timeout, memory_limit_in_mb=memory
+            )
+            return handler(event, context)
 
     def http(
         self,

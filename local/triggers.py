@@ -4,7 +4,9 @@ For each function with an S3 event, the embedded bucket gets a notification conf
 prefix filter, read from the template) delivering to a local queue; for each SQS event source, a local queue
 stands in for the template's queue. A pump thread long-polls those queues and invokes the functions with the
 events Lambda would pass, deleting a message on success and letting it be redelivered on failure, up to three
-receives (the template's maxReceiveCount), as SQS and Lambda's event source mapping do.
+receives (the template's maxReceiveCount), as SQS and Lambda's event source mapping do. An S3 event that
+still fails after the function's EventInvokeConfig retries goes, as Lambda's destination record, to the
+local stand-in of its OnFailure queue.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
+import uuid
 from dataclasses import dataclass
 
 from local.lambda_events import sqs_event
@@ -26,6 +30,25 @@ class _Source:
     function: str
     kind: str  # "s3" (message body is an S3 event) or "sqs" (wrap the message in an SQS event)
     arn: str
+    attempts: int = MAX_RECEIVES
+    failure_queue_url: str | None = None
+
+
+def destination_record(function: str, event: dict, error: str, attempts: int) -> dict:
+    """What Lambda sends to an asynchronous invocation's OnFailure destination: the event is requestPayload."""
+    return {
+        "version": "1.0",
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "functionArn": f"arn:aws:lambda:us-east-1:123456789012:function:{function}:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": attempts,
+        },
+        "requestPayload": event,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": {"errorMessage": error},
+    }
 
 
 class EventPump:
@@ -57,9 +80,17 @@ class EventPump:
                 url, arn = self._queue(logical_id)
                 substitutions[logical_id] = url
                 self.sources.append(_Source(url, function.name, "sqs", arn))
+            invoke_config = function.properties.get("EventInvokeConfig") or {}
+            on_failure = (invoke_config.get("DestinationConfig") or {}).get("OnFailure") or {}
+            failure_queue = None
+            if on_failure.get("Type") == "SQS":
+                logical_id = on_failure["Destination"]["Fn::GetAtt"][0]
+                failure_queue, _ = self._queue(logical_id)
+                substitutions[logical_id] = failure_queue
+            attempts = 1 + int(invoke_config.get("MaximumRetryAttempts", 2))
             for name, props in function.events_of_type("S3").items():
                 url, arn = self._queue(f"{function.name}-{name}")
-                self.sources.append(_Source(url, function.name, "s3", arn))
+                self.sources.append(_Source(url, function.name, "s3", arn, attempts, failure_queue))
                 rules = props.get("Filter", {}).get("S3Key", {}).get("Rules", [])
                 events = props["Events"] if isinstance(props["Events"], list) else [props["Events"]]
                 notifications.append(
@@ -108,6 +139,8 @@ class EventPump:
 
     def _deliver(self, source: _Source, message: dict) -> None:
         receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        error_text = ""
+        event: dict = {}
         try:
             if source.kind == "s3":
                 event = json.loads(message["Body"])
@@ -120,11 +153,15 @@ class EventPump:
                 event = sqs_event(message, source.arn, self.region)
                 ok = not self.runtime.invoke(source.function, event).get("batchItemFailures")
         except Exception as error:
-            print(f"{source.function} failed: {type(error).__name__}: {error}", file=sys.stderr)
+            error_text = f"{type(error).__name__}: {error}"
+            print(f"{source.function} failed: {error_text}", file=sys.stderr)
             ok = False
-        if ok or receives >= MAX_RECEIVES:
+        if ok or receives >= source.attempts:
             if not ok:
                 print(f"{source.function}: giving up on a message after {receives} attempts", file=sys.stderr)
+                if source.failure_queue_url:
+                    record = destination_record(source.function, event, error_text, receives)
+                    self.sqs.send_message(QueueUrl=source.failure_queue_url, MessageBody=json.dumps(record))
             self._delete(source, message)
         else:
             self.sqs.change_message_visibility(

@@ -95,6 +95,14 @@ class Api:
 
 
 @pytest.fixture(scope="session")
+def iris_model() -> tuple[bytes, dict]:
+    """A logistic regression on iris, trained once per session: (artifact bytes, metadata)."""
+    from mlservice.training.trainer import train
+
+    return train({"algorithm": "logistic_regression", "data": {"dataset": "iris"}})
+
+
+@pytest.fixture(scope="session")
 def runtime() -> Any:
     from local.runtime import LocalLambda
 
@@ -104,6 +112,31 @@ def runtime() -> Any:
 @pytest.fixture
 def api(aws: Any, runtime: Any) -> Api:
     return Api(runtime)
+
+
+@pytest.fixture
+def serialized_moto() -> Iterator[None]:
+    """In-process moto checks a write's condition and then writes without a lock, so two threads can both
+    'win' a conditional write, which real S3 never allows. Serialising moto's request handling restores S3's
+    atomicity; the service's code still runs fully concurrently up to each request."""
+    import threading
+
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    lock = threading.Lock()
+    original = BotocoreStubber.process_request
+
+    def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return original(self, *args, **kwargs)
+
+    BotocoreStubber.process_request = locked  # type: ignore[method-assign]
+    yield
+    BotocoreStubber.process_request = original  # type: ignore[method-assign]
+
+
+def s3_keys(s3: Any) -> list[str]:
+    return sorted(s3_snapshot(s3))
 
 
 def s3_snapshot(s3: Any) -> dict[str, str]:

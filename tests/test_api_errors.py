@@ -12,13 +12,6 @@ ROW = [5.1, 3.5, 1.4, 0.2]
 NAMES = ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"]
 
 
-@pytest.fixture(scope="session")
-def iris_model() -> tuple[bytes, dict]:
-    from mlservice.training.trainer import train
-
-    return train({"algorithm": "logistic_regression", "data": {"dataset": "iris"}})
-
-
 @pytest.fixture
 def seeded(api, iris_model):
     """Model iris with versions 1 and 2, production serving 1 and no earlier version to roll back to."""
@@ -45,8 +38,8 @@ CASES = [
         "/models/new/versions",
         {"data": {"dataset": "iris"}},
         status=400,
-        code="invalid_request",
-        contains="algorithm",
+        code="invalid_algorithm",
+        contains="algorithm is required",
     ),
     _case(
         "POST",
@@ -61,8 +54,8 @@ CASES = [
         "/models/new/versions",
         {"algorithm": "ridge", "data": {"dataset": "iris"}, "test_size": "big"},
         status=400,
-        code="invalid_request",
-        contains="test_size",
+        code="invalid_test_size",
+        contains="0.05 to 0.5",
     ),
     _case(
         "POST",
@@ -157,17 +150,22 @@ CASES = [
     # registry
     _case("GET", "/models/nope", status=404, code="model_not_found"),
     _case("GET", "/models/iris/versions/9", status=404, code="version_not_found"),
-    _case("GET", "/models/iris/versions/abc", status=400, code="invalid_request", contains="version"),
+    _case("GET", "/models/iris/versions/abc", status=400, code="invalid_version", contains="'abc'"),
     _case("GET", "/models/iris/versions/0", status=400, code="invalid_version"),
     _case("DELETE", "/models/iris/versions/9", status=404, code="version_not_found"),
     _case("DELETE", "/models/iris/versions/1", status=409, code="version_in_use"),
     _case("PUT", "/models/iris/stages/production", {"version": 9}, status=404, code="version_not_found"),
-    _case("PUT", "/models/iris/stages/production", {"version": "one"}, status=400, code="invalid_request"),
-    _case("PUT", "/models/iris/stages/production", {}, status=400, code="invalid_request", contains="version"),
-    _case("PUT", "/models/iris/stages/production", {"version": -1}, status=400, code="invalid_request"),
+    _case("PUT", "/models/iris/stages/production", {"version": "one"}, status=400, code="invalid_version"),
+    _case("PUT", "/models/iris/stages/production", {"version": "1"}, status=400, code="invalid_version"),
+    _case("PUT", "/models/iris/stages/production", {}, status=400, code="invalid_version", contains="version"),
+    _case("PUT", "/models/iris/stages/production", {"version": -1}, status=400, code="invalid_version"),
+    _case("PUT", "/models/iris/stages/production", {"version": 1, "x": 1}, status=400, code="invalid_request"),
     _case("PUT", "/models/iris/stages/production", raw="nope", status=400, code="invalid_json"),
     _case("PUT", "/models/iris/stages/Prod!", {"version": 1}, status=400, code="invalid_name"),
-    _case("PUT", "/models/nope/stages/production", {"version": 1}, status=404, code="version_not_found"),
+    _case("PUT", "/models/nope/stages/production", {"version": 1}, status=404, code="model_not_found"),
+    _case("DELETE", "/models/nope/versions/1", status=404, code="model_not_found"),
+    _case("GET", "/models/nope/versions/1", status=404, code="model_not_found"),
+    _case("POST", "/models/nope/stages/production/rollback", status=404, code="model_not_found"),
     _case("POST", "/models/iris/stages/production/rollback", status=409, code="no_previous_version"),
     _case("POST", "/models/iris/stages/staging/rollback", status=404, code="stage_not_found"),
     _case("DELETE", "/models/iris/stages/staging", status=404, code="stage_not_deployed"),
@@ -191,7 +189,8 @@ CASES = [
         code="invalid_shape",
     ),
     _case("POST", "/models/iris/predict", {"instances": []}, status=400, code="invalid_shape"),
-    _case("POST", "/models/iris/predict", {"instances": "rows"}, status=400, code="invalid_request"),
+    _case("POST", "/models/iris/predict", {"instances": "rows"}, status=400, code="invalid_shape"),
+    _case("POST", "/models/iris/predict", [ROW], status=400, code="invalid_request", contains="JSON object"),
     _case(
         "POST", "/models/iris/predict", {"instances": [ROW, [1, 2]]}, status=400, code="invalid_shape", contains="row 1"
     ),
@@ -250,8 +249,8 @@ CASES = [
         {"instances": [ROW]},
         query={"version": "x"},
         status=400,
-        code="invalid_request",
-        contains="version",
+        code="invalid_version",
+        contains="'x'",
     ),
     _case(
         "POST",

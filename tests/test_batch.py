@@ -22,13 +22,6 @@ EXPECTED = ["setosa", "virginica", "versicolor"]
 CLASSES = ["setosa", "versicolor", "virginica"]
 
 
-@pytest.fixture(scope="session")
-def iris_model() -> tuple[bytes, dict]:
-    from mlservice.training.trainer import train
-
-    return train({"algorithm": "logistic_regression", "data": {"dataset": "iris"}})
-
-
 @pytest.fixture
 def batch(aws, runtime, iris_model):
     """iris v1 and v2 registered, production serving 1; the batch queue created; the runtime pointed at it."""
@@ -141,6 +134,19 @@ def test_json_lines_and_pinned_versions(batch):
     assert [o["id"] for o in out] == [0, 1, 2]
     assert [o["prediction"] for o in out] == EXPECTED
     assert set(out[0]["probabilities"]) == set(CLASSES)
+
+
+def test_a_json_lines_record_with_a_lone_surrogate_escape_keeps_it(batch):
+    """`"\\ud800"` parses to a string UTF-8 cannot hold: the output line keeps the record's own escape instead of
+    failing the whole file."""
+    lines = [
+        json.dumps({"id": "\ud800" if i == 1 else f"r{i}", **dict(zip(NAMES, r, strict=True))})
+        for i, r in enumerate(ROWS)
+    ]
+    manifest = batch.drop("batch/input/iris/odd.jsonl", "\n".join(lines) + "\n")
+    assert manifest["status"] == "succeeded" and manifest["rows"]["predicted"] == 3, manifest
+    out = batch.read("batch/output/iris/odd.jsonl").decode("utf-8").splitlines()
+    assert '"id": "\\ud800"' in out[1] and json.loads(out[1])["prediction"] == EXPECTED[1]
 
 
 @pytest.mark.parametrize("name", ["flowers.csv.gz", "flowers.jsonl.gz"])
@@ -310,18 +316,24 @@ def test_uploading_the_same_file_again_runs_it_again(batch):
     assert again["input"]["etag"] == failed["input"]["etag"]
 
 
-@pytest.mark.parametrize(("expires_in", "status"), [(600, "in_progress"), (-1, "succeeded")])
-def test_a_live_run_holds_the_job_and_a_dead_ones_lease_is_taken_over(batch, expires_in, status):
-    """A concurrent duplicate backs off while another run's lease is live; after a crash (lease expired) the
-    retry takes over and produces the output."""
-    from mlservice.batch import runner
+def test_a_live_run_fails_the_duplicate_and_a_dead_ones_lease_is_taken_over(batch):
+    """While another run's lease is live the duplicate delivery fails (so Lambda retries it later, instead of
+    reporting a success that predicted nothing); once the lease lapses — the run died — the retry takes the job
+    over and produces the output."""
+    from mlservice import keys
+    from mlservice.batch import job as jobs
 
     key = "batch/input/iris/leased.csv"
     event = batch.put(key, _csv(ROWS).encode())
     head = batch.s3.head_object(Bucket=BUCKET, Key=key)
-    job = runner.job_id(key, head["ETag"], runner.revision_of(head))
-    batch.s3.put_object(
-        Bucket=BUCKET, Key=runner.lease_key(job), Body=json.dumps({"expires": time.time() + expires_in}).encode()
-    )
-    assert batch.deliver(event)["status"] == status
-    assert batch.exists("batch/output/iris/leased.csv") == (status == "succeeded")
+    job = jobs.job_id(key, head["ETag"], jobs.revision_of(head))
+    lease = {"owner": "another-run", "expires": time.time() + 600}
+    batch.s3.put_object(Bucket=BUCKET, Key=keys.batch_lease_key(job), Body=json.dumps(lease).encode())
+    with pytest.raises(jobs.LeaseHeld):
+        batch.deliver(event)
+    assert not batch.exists("batch/output/iris/leased.csv")
+    lease["expires"] = time.time() - 1
+    batch.s3.put_object(Bucket=BUCKET, Key=keys.batch_lease_key(job), Body=json.dumps(lease).encode())
+    assert batch.deliver(event)["status"] == "succeeded"
+    assert batch.exists("batch/output/iris/leased.csv")
+    assert not batch.exists("batch/state/")  # the lease is released

@@ -105,7 +105,10 @@ def group_alive(pgid: int) -> bool:
 
 
 def port_free(port: int) -> bool:
+    """Whether nothing listens on the port any more. SO_REUSEADDR, as every server sets it: a closed
+    connection's TIME_WAIT (which the kernel keeps for a minute) must not count as a leaked listener."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
             return True

@@ -9,13 +9,6 @@ ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 NAMES = ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"]
 
 
-@pytest.fixture(scope="session")
-def iris_model() -> tuple[bytes, dict]:
-    from mlservice.training.trainer import train
-
-    return train({"algorithm": "logistic_regression", "data": {"dataset": "iris"}})
-
-
 @pytest.fixture
 def v2(api, iris_model):
     from mlservice import registry

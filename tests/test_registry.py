@@ -1,17 +1,18 @@
 """The registry's guarantees: visible-when-complete versions, numbers never shared, stages never losing an
-update, a complete history, and artifacts that are refused when their bytes do not match the digest."""
+update, a complete history, no stage on a missing version, retried writes applied once, and artifacts that are
+refused when their bytes do not match the digest the registry recorded."""
 
 from __future__ import annotations
 
 import io
+import json
 import pickle
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import joblib
 import pytest
-from conftest import BUCKET
+from conftest import BUCKET, s3_keys
 from sklearn.linear_model import LogisticRegression
 
 from mlservice import keys, registry
@@ -40,51 +41,53 @@ def _publish(model: str = "m") -> dict:
     )
 
 
-@pytest.fixture
-def serialized_moto():
-    """In-process moto checks a write's condition and then writes without a lock, so two threads can both
-    'win' a conditional write, which real S3 never allows. Serialising moto's request handling restores S3's
-    atomicity; our code still runs fully concurrently up to each request."""
-    from moto.core.botocore_stubber import BotocoreStubber
-
-    lock = threading.Lock()
-    original = BotocoreStubber.process_request
-
-    def locked(self, *args, **kwargs):
-        with lock:
-            return original(self, *args, **kwargs)
-
-    BotocoreStubber.process_request = locked
-    yield
-    BotocoreStubber.process_request = original
-
-
 def test_versions_are_numbered_from_one_and_visible_with_complete_metadata(aws):
     first, second = _publish(), _publish()
     assert (first["version"], second["version"]) == (1, 2)
     meta = registry.get_version("m", 2)
     assert meta["artifact"]["key"] == keys.artifact_key("m", 2)
     assert meta["artifact"]["bytes"] == len(aws.get_object(Bucket=BUCKET, Key=meta["artifact"]["key"])["Body"].read())
-    assert [v["version"] for v in registry.list_version_summaries("m")] == [1, 2]
+    assert [v["version"] for v in registry.describe_model("m")["versions"]] == [1, 2]
+    entry = json.loads(aws.get_object(Bucket=BUCKET, Key=keys.registry_key("m"))["Body"].read())["versions"]["2"]
+    assert (entry["state"], entry["sha256"]) == ("ready", meta["artifact"]["sha256"])
 
 
-def test_a_version_without_metadata_is_invisible(aws):
+def test_an_interrupted_training_is_invisible_and_its_number_never_reused(aws, monkeypatch):
     _publish()
-    # an interrupted training: number claimed and artifact written, metadata never written
-    aws.put_object(Bucket=BUCKET, Key=keys.claim_key("m", 2), Body=b"{}")
-    aws.put_object(Bucket=BUCKET, Key=keys.artifact_key("m", 2), Body=b"partial")
-    assert [v["version"] for v in registry.list_version_summaries("m")] == [1]
+
+    original = registry.storage.put_bytes
+
+    def crash(key, *args, **kwargs):
+        if key.endswith("model.joblib"):
+            raise RuntimeError("killed while writing the artifact")
+        return original(key, *args, **kwargs)
+
+    monkeypatch.setattr(registry.storage, "put_bytes", crash)  # number reserved, artifact never written
+    with pytest.raises(RuntimeError):
+        _publish()
+    monkeypatch.undo()
+    assert [v["version"] for v in registry.describe_model("m")["versions"]] == [1]
     with pytest.raises(ServiceError) as error:
         registry.get_version("m", 2)
     assert error.value.code == "version_not_found"
-    assert _publish()["version"] == 3  # the claimed number is never reused
+    with pytest.raises(ServiceError) as error:
+        registry.set_stage("m", "production", 2)
+    assert error.value.code == "version_not_found"
+    assert _publish()["version"] == 3
+
+
+def test_a_retried_training_finds_its_version_instead_of_making_another(aws):
+    first = registry.publish_version("m", _artifact(), {"features": FEATURES}, token="key:abc")
+    again = registry.publish_version("m", _artifact(), {"features": FEATURES}, token="key:abc")
+    assert first["version"] == again["version"] == 1
+    assert [v["version"] for v in registry.describe_model("m")["versions"]] == [1]
 
 
 def test_parallel_trainings_get_distinct_versions(aws, serialized_moto):
     with ThreadPoolExecutor(max_workers=8) as pool:
         versions = list(pool.map(lambda _: _publish()["version"], range(12)))
     assert sorted(versions) == list(range(1, 13))
-    assert [v["version"] for v in registry.list_version_summaries("m")] == list(range(1, 13))
+    assert [v["version"] for v in registry.describe_model("m")["versions"]] == list(range(1, 13))
 
 
 def test_parallel_deploys_leave_a_consistent_stage_and_complete_history(aws, serialized_moto):
@@ -93,13 +96,14 @@ def test_parallel_deploys_leave_a_consistent_stage_and_complete_history(aws, ser
     targets = [1, 2, 3, 4] * 4
     with ThreadPoolExecutor(max_workers=8) as pool:
         changes = list(pool.map(lambda v: registry.set_stage("m", "production", v), targets))
-    doc = registry.get_stage_document("m", "production")
+    document = registry.load("m")
+    stage = document["stages"]["production"]
     # every change that was not a no-op is in the history, chained: each entry starts where the last ended
     recorded = [c for c in changes if c["previous_version"] != c["version"]]
-    assert len(doc["history"]) == len(recorded)
-    for before, after in zip(doc["history"], doc["history"][1:], strict=False):
+    assert len(stage["history"]) == len(recorded)
+    for before, after in zip(stage["history"], stage["history"][1:], strict=False):
         assert after["from"] == before["to"]
-    assert doc["history"][-1]["to"] == doc["version"] == registry.resolve_stage("m", "production")
+    assert stage["history"][-1]["to"] == stage["version"] == registry.resolve_stage(document, "production")
 
 
 def test_deploy_rollback_undeploy(aws):
@@ -113,7 +117,7 @@ def test_deploy_rollback_undeploy(aws):
     assert (error.value.status, error.value.code) == (409, "no_previous_version")
     registry.clear_stage("m", "production")
     with pytest.raises(ServiceError) as error:
-        registry.resolve_stage("m", "production")
+        registry.resolve_stage(registry.load("m"), "production")
     assert error.value.code == "stage_not_deployed"
     assert registry.rollback_stage("m", "production")["version"] == 1  # undo the undeploy
     history = registry.describe_model("m")["stage_history"]["production"]
@@ -137,6 +141,47 @@ def test_a_deployed_version_cannot_be_deleted(aws):
     registry.delete_version("m", 1)
     with pytest.raises(ServiceError):
         registry.get_version("m", 1)
+    assert not [k for k in s3_keys(aws) if k.startswith("models/m/versions/")]  # artifact and metadata gone
+
+
+def test_a_write_that_landed_but_lost_its_reply_is_applied_once(aws, monkeypatch):
+    """botocore retries a PutObject whose reply was lost; the retry meets its own first attempt's change."""
+    for _ in range(4):
+        _publish()
+    for version in (1, 2, 3, 4):
+        registry.set_stage("m", "production", version)
+    original = registry.storage.put_json
+    calls = {"n": 0}
+
+    def lands_then_loses_reply(key, document, **kwargs):
+        original(key, document, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise registry.storage.StorageUnavailable("put_object", "ConnectionClosedError")
+        return "etag"
+
+    monkeypatch.setattr(registry.storage, "put_json", lands_then_loses_reply)
+    assert registry.rollback_stage("m", "production", token="t1") == {
+        "stage": "production",
+        "version": 3,
+        "previous_version": 4,
+    }
+    monkeypatch.undo()
+    assert registry.describe_model("m")["stages"] == {"production": 3}  # 4 → 3, not 4 → 3 → 2
+    assert registry.rollback_stage("m", "production", token="t1")["version"] == 3  # the same request, again
+
+
+def test_no_document_with_a_stage_on_a_missing_version_is_ever_written():
+    document = {
+        "model": "m",
+        "next_version": 3,
+        "versions": {"1": {"state": "deleted"}, "2": {"state": "ready"}},
+        "stages": {"production": {"version": 1}},
+    }
+    with pytest.raises(RuntimeError, match="invariant"):
+        registry.check(document)
+    document["stages"]["production"]["version"] = 2
+    registry.check(document)
 
 
 class _Exploit:
@@ -155,7 +200,7 @@ def test_a_tampered_artifact_is_refused_and_never_unpickled(aws, tmp_path):
     aws.put_object(Bucket=BUCKET, Key=meta["artifact"]["key"], Body=pickle.dumps(_Exploit(marker)))
     cache.clear()
     with pytest.raises(ServiceError) as error:
-        cache.get("m", 1)
+        cache.select("m", None, 1)
     assert (error.value.status, error.value.code) == (500, "artifact_integrity")
     assert not marker.exists()
 

@@ -142,10 +142,47 @@ def test_shared_environment(template: dict) -> None:
 
 def test_memory_and_timeouts(template: dict) -> None:
     functions = _functions(template)
-    expected = {"TrainFunction": (3008, 120), "DeployFunction": (512, 29), "PredictFunction": (2048, 29)}
+    expected = {"TrainFunction": (3008, 60), "DeployFunction": (512, 29), "PredictFunction": (2048, 29)}
     for name, (memory, timeout) in expected.items():
         properties = functions[name]["Properties"]
         assert (properties["MemorySize"], properties["Timeout"]) == (memory, timeout), name
+    # the fit's deadline ends well before the function's timeout, and under API Gateway's 29 s
+    deadline = template["Parameters"]["TrainingDeadlineSeconds"]
+    assert (
+        int(deadline["Default"]) < 29
+        and int(deadline["MaxValue"]) < functions["TrainFunction"]["Properties"]["Timeout"]
+    )
+    assert functions["TrainFunction"]["Properties"]["Environment"]["Variables"]["TRAINING_DEADLINE_SECONDS"] == {
+        "Ref": "TrainingDeadlineSeconds"
+    }
+
+
+def test_training_and_batch_cannot_take_the_concurrency_predict_needs(template: dict) -> None:
+    """Reserved concurrency caps the functions a burst can fan out (0 switches the reservation off)."""
+    functions = _functions(template)
+    for name, parameter, condition in [
+        ("TrainFunction", "TrainReservedConcurrency", "ReserveTrainConcurrency"),
+        ("BatchPredictFunction", "BatchReservedConcurrency", "ReserveBatchConcurrency"),
+    ]:
+        reserved = functions[name]["Properties"]["ReservedConcurrentExecutions"]
+        assert reserved == {"Fn::If": [condition, {"Ref": parameter}, {"Ref": "AWS::NoValue"}]}
+        assert int(template["Parameters"][parameter]["Default"]) > 0
+        assert template["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, 0]}]}
+    (worker_event,) = functions["BatchWorkerFunction"]["Properties"]["Events"].values()
+    assert worker_event["Properties"]["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "BatchWorkerConcurrency"}
+    assert "ReservedConcurrentExecutions" not in functions["PredictFunction"]["Properties"]
+
+
+def test_failed_batch_events_land_in_a_failure_queue(template: dict) -> None:
+    invoke = _functions(template)["BatchPredictFunction"]["Properties"]["EventInvokeConfig"]
+    assert invoke["MaximumRetryAttempts"] == 2
+    assert invoke["DestinationConfig"]["OnFailure"] == {
+        "Type": "SQS",
+        "Destination": {"Fn::GetAtt": ["BatchFailedEventsQueue", "Arn"]},
+    }
+    queue = template["Resources"]["BatchFailedEventsQueue"]["Properties"]
+    assert queue["MessageRetentionPeriod"] >= 7 * 24 * 3600 and queue["SqsManagedSseEnabled"]
+    assert template["Outputs"]["BatchFailedEventsQueueUrl"]["Value"] == {"Ref": "BatchFailedEventsQueue"}
 
 
 @pytest.mark.parametrize("name", ["TrainFunction", "DeployFunction", "PredictFunction"])
@@ -377,18 +414,19 @@ def test_least_privilege_per_function(template: dict) -> None:
         "s3:prefix": {"models/*"},
     }
     assert _grants(template, "TrainFunction") == {
-        "s3:GetObject": {"/models/*", "/datasets/*"},
-        "s3:PutObject": {"/models/*/versions/*"},
+        "s3:GetObject": {"/models/*", "/datasets/*", "/idempotency/*"},
+        "s3:PutObject": {"/models/*/versions/*", "/models/*/registry.json", "/idempotency/*"},
+        "s3:DeleteObject": {"/idempotency/*"},
         "s3:ListBucket": {""},
-        # datasets/ too: without ListBucket S3 answers a missing dataset with 403 instead of 404.
-        "s3:prefix": {"models/*", "datasets/*"},
+        # without ListBucket on a prefix S3 answers a missing key with 403 instead of 404
+        "s3:prefix": {"models/*", "datasets/*", "idempotency/*"},
     }
     assert _grants(template, "DeployFunction") == {
-        "s3:GetObject": {"/models/*"},
-        "s3:PutObject": {"/models/*/stages/*"},
-        "s3:DeleteObject": {"/models/*/versions/*"},
+        "s3:GetObject": {"/models/*", "/idempotency/*"},
+        "s3:PutObject": {"/models/*/registry.json", "/idempotency/*"},
+        "s3:DeleteObject": {"/models/*/versions/*", "/idempotency/*"},
         "s3:ListBucket": {""},
-        "s3:prefix": {"models/*"},
+        "s3:prefix": {"models/*", "idempotency/*"},
     }
 
 

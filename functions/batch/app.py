@@ -1,4 +1,8 @@
-"""BatchPredictFunction: an object created under batch/input/ is predicted into batch/output/."""
+"""BatchPredictFunction: an object created under batch/input/ is predicted into batch/output/.
+
+A failure (another run holds the job, the store is unavailable) is raised, not swallowed: Lambda retries the
+event with backoff and, after the last retry, sends it to the template's failure queue (README: replaying).
+"""
 
 from urllib.parse import unquote_plus
 
@@ -14,9 +18,8 @@ def handler(event: dict, context: object) -> dict:
     results = []
     for record in S3Event(event).records:
         obj = record.s3.get_object
-        remaining = context.get_remaining_time_in_millis() / 1000  # type: ignore[attr-defined]
         key = unquote_plus(obj.key)  # S3 event keys are URL-encoded
-        result = runner.handle_object(key, obj.etag or "", obj.size or 0, remaining)
+        result = runner.handle_object(key, obj.etag or "", obj.size or 0)
         logger.info(
             "batch object handled",
             extra={

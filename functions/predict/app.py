@@ -1,8 +1,8 @@
 """PredictFunction: online predictions (REST and Open Inference Protocol v2) and the API's documentation."""
 
 from mlservice.api import docs_routes, predict_routes, v2_routes
-from mlservice.api.resolver import make_resolver, resolve
+from mlservice.api.resolver import make_resolver
 from mlservice.observability import api_handler
 
 app = make_resolver(predict_routes.router, v2_routes.router, docs_routes.router)
-handler = api_handler(lambda event, context: resolve(app, event, context))
+handler = api_handler(app.resolve)

@@ -1,17 +1,18 @@
 """The S3 layout, and the name rules that keep every key well-formed.
 
-Keys are built only here and only from validated names, so a hostile name (`../x`, unicode, 200
-characters) can never address anything outside its model's prefix.
+Every key the service reads or writes is built here, and only from validated names, so a hostile name
+(`../x`, unicode, 200 characters) can never address anything outside its model's prefix.
 
-    models/{model}/versions/{NNNNNNNNNN}/claim          version number reservation (conditional create)
-    models/{model}/versions/{NNNNNNNNNN}/model.joblib   the artifact (written first)
-    models/{model}/versions/{NNNNNNNNNN}/metadata.json  the metadata (written last: makes the version visible)
-    models/{model}/stages/{stage}.json                  stage pointer and history (conditional update)
+    models/{model}/registry.json                        versions, their states and digests, stages, history
+                                                        (one document, changed only by compare-and-swap)
+    models/{model}/versions/{NNNNNNNNNN}/model.joblib   a version's artifact
+    models/{model}/versions/{NNNNNNNNNN}/metadata.json  a version's full metadata
     datasets/...                                        training data uploaded by users
     batch/input/{model}[@stage|@vN]/...                 batch prediction inputs (trigger)
     batch/output/{model}/...                            batch prediction outputs and manifests
     batch/errors/{model}/...                            rejected rows
-    batch/state/...                                     fan-out bookkeeping
+    batch/state/{job}/...                               a batch job's lease, plan, progress and parts
+    idempotency/{sha256}.json                           Idempotency-Key records (24 h)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mlservice.errors import bad_request
+from mlservice.errors import ServiceError, bad_request
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 _NAME = re.compile(NAME_PATTERN)
@@ -29,22 +30,33 @@ VERSION_DIGITS = 10
 MAX_VERSION = 10**VERSION_DIGITS - 1
 
 
+def name_error(value: object, what: str) -> ServiceError:
+    """400 `invalid_name` for a model or stage name outside the pattern (the one wording of that rule)."""
+    shown = repr(value)[:80] if isinstance(value, str) else type(value).__name__
+    return bad_request(
+        f"{what} name {shown} is invalid: use 1-64 characters from a-z, 0-9, '_' and '-', "
+        "starting with a letter or digit",
+        code="invalid_name",
+    )
+
+
+def version_error(value: object) -> ServiceError:
+    """400 `invalid_version` (the one wording of that rule, for path, query and body alike)."""
+    shown = repr(value)[:40] if isinstance(value, str) else repr(str(value)[:40])
+    return bad_request(f"version must be a positive integer up to {MAX_VERSION}, got {shown}", code="invalid_version")
+
+
 def validate_name(value: object, what: str) -> str:
     """Return the name when it matches the documented pattern, else raise 400 `invalid_name`."""
     if not isinstance(value, str) or not _NAME.fullmatch(value):
-        shown = repr(value)[:80]
-        raise bad_request(
-            f"{what} name {shown} is invalid: use 1-64 characters from a-z, 0-9, '_' and '-', "
-            "starting with a letter or digit",
-            code="invalid_name",
-        )
+        raise name_error(value, what)
     return value
 
 
 def validate_version(value: object) -> int:
     """Versions are positive integers; anything else is a 400 naming it."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_VERSION:
-        raise bad_request(f"version must be a positive integer, got {str(value)[:40]!r}", code="invalid_version")
+        raise version_error(value)
     return value
 
 
@@ -60,8 +72,8 @@ def version_prefix(model: str, version: int) -> str:
     return f"{versions_prefix(model)}{version:0{VERSION_DIGITS}d}/"
 
 
-def claim_key(model: str, version: int) -> str:
-    return version_prefix(model, version) + "claim"
+def registry_key(model: str) -> str:
+    return f"{MODELS}{model}/registry.json"
 
 
 def artifact_key(model: str, version: int) -> str:
@@ -72,18 +84,10 @@ def metadata_key(model: str, version: int) -> str:
     return version_prefix(model, version) + "metadata.json"
 
 
-def stages_prefix(model: str) -> str:
-    return f"{MODELS}{model}/stages/"
-
-
-def stage_key(model: str, stage: str) -> str:
-    return f"{stages_prefix(model)}{stage}.json"
-
-
-def version_from_prefix(prefix: str) -> int | None:
-    """`models/m/versions/0000000003/` → 3; None for anything that is not a version folder."""
-    last = prefix.rstrip("/").rsplit("/", 1)[-1]
-    return int(last) if len(last) == VERSION_DIGITS and last.isdigit() else None
+def model_from_prefix(prefix: str) -> str | None:
+    """`models/iris/` → iris; None for a folder whose name is not a valid model name."""
+    name = prefix[len(MODELS) :].rstrip("/")
+    return name if _NAME.fullmatch(name) else None
 
 
 def dataset_key(value: object) -> str:
@@ -150,3 +154,41 @@ def parse_batch_input(key: str) -> BatchInput:
 
 def batch_job_prefix(job_id: str) -> str:
     return f"{BATCH_STATE}{job_id}/"
+
+
+def batch_lease_key(job_id: str) -> str:
+    return batch_job_prefix(job_id) + "lease.json"
+
+
+def batch_plan_key(job_id: str) -> str:
+    return batch_job_prefix(job_id) + "plan.json"
+
+
+def batch_progress_key(job_id: str) -> str:
+    return batch_job_prefix(job_id) + "progress.json"
+
+
+def batch_assembly_lease_key(job_id: str) -> str:
+    return batch_job_prefix(job_id) + "assembly.json"
+
+
+def batch_part_key(job_id: str, part: int, kind: str) -> str:
+    """A fanned-out range's output (`out`), rejected rows (`errors`) or counts (`json`)."""
+    return f"{batch_job_prefix(job_id)}parts/{part:05d}.{kind}"
+
+
+def invalid_batch_manifest_key(key: str) -> str:
+    """Where the manifest of an input whose key names no valid model goes."""
+    return BATCH_OUTPUT + "_invalid/" + key[len(BATCH_INPUT) :] + ".manifest.json"
+
+
+# ---------------------------------------------------------------- idempotency
+
+IDEMPOTENCY = "idempotency/"
+
+
+def idempotency_key(hashed: str) -> str:
+    """The record of one Idempotency-Key (already hashed with its caller, so the key is opaque and fixed-size)."""
+    if not re.fullmatch(r"[0-9a-f]{64}", hashed):
+        raise ValueError("an idempotency record key is a sha256 hex digest")
+    return f"{IDEMPOTENCY}{hashed}.json"

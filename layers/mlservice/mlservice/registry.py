@@ -1,324 +1,372 @@
-"""The model registry: versions, stages and their history, all in S3 with atomic writes.
+"""The model registry: one JSON document per model holding its versions and stages.
 
-Why conditional writes and not a database: S3 is the one store every function already has, and since
-2024 it supports `IfNoneMatch="*"` (create only if absent) and `IfMatch=<etag>` (replace only if
-unchanged). Version numbers are claimed with the first, so parallel trainings never share a number;
-stage documents are read-modify-written with the second, so parallel deploys never lose an update.
-A version becomes visible only when its metadata exists, and the metadata is written after the artifact,
-so a reader never sees a version whose artifact is missing or partial.
+`models/{model}/registry.json` is changed only through `mlservice.atomic.update` (compare-and-swap with S3
+conditional writes, retried from a fresh read, each change tagged with the request's token so a write whose
+reply was lost is never applied twice):
+
+    {"model": "iris", "next_version": 4,
+     "versions": {"1": {"state": "ready", "sha256": "...", "bytes": 1234, "token": "...", "created_at": "...",
+                        "algorithm": "...", "task": "...", "metrics": {...}, "description": null},
+                  "2": {"state": "pending", "token": "...", "claimed_at": "..."},
+                  "3": {"state": "deleted", "deleted_at": "..."}},
+     "stages": {"production": {"version": 1, "stack": [2, 1], "history": [...], "updated_at": "..."}},
+     "applied": {"<token>": {"result": ..., "at": "..."}}}
+
+A version is `pending` while its artifact is being written (its number is reserved, it is visible nowhere),
+`ready` once the artifact and metadata are complete in S3 and their digest is recorded here, and `deleted`
+after a delete (a tombstone: numbers are never handed out twice).
+
+THE INVARIANT: every stage serves either nothing or a `ready` version. It holds by construction: publishing,
+deploying, rolling back, undeploying and deleting all change this one document atomically, and `check` runs
+on every document before it is written, so no interleaving of concurrent requests can leave a stage pointing
+at a version that another request deleted.
 """
 
 from __future__ import annotations
 
-import random
-import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 
-from mlservice import keys, storage
-from mlservice.errors import IntegrityError, ServiceError, WriteConflict, conflict, not_found
+from mlservice import atomic, keys, storage
+from mlservice.atomic import Change, now_iso
+from mlservice.errors import IntegrityError, ServiceError, conflict, not_found
 
-MAX_ATTEMPTS = 60
 HISTORY_LIMIT = 1000
+PENDING, READY, DELETED = "pending", "ready", "deleted"
+SUMMARY_FIELDS = ("algorithm", "task", "metrics", "description")
 
 
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def new_token() -> str:
+    """A token for a registry change made outside an API request (tests, scripts)."""
+    return f"op:{uuid.uuid4().hex}"
 
 
-def _backoff(attempt: int) -> None:
-    time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
+def check(document: dict) -> None:
+    """The invariant, enforced on every document before it is written (a failure here is a bug, hence 500)."""
+    versions = document["versions"]
+    for stage, entry in document["stages"].items():
+        served = entry.get("version")
+        if served is not None and versions.get(str(served), {}).get("state") != READY:
+            raise RuntimeError(
+                f"registry invariant broken: stage {stage!r} would serve version {served} "
+                f"in state {versions.get(str(served), {}).get('state')!r}"
+            )
+    if any(int(v) >= document["next_version"] for v in versions):
+        raise RuntimeError("registry invariant broken: a version at or above next_version")
 
 
-def _contention(what: str) -> ServiceError:
-    return ServiceError(503, "write_contention", f"too many concurrent writers on {what}; retry the request")
+def _update(model: str, change: Callable[[dict | None], Change], token: str | None) -> Any:
+    return atomic.update(
+        keys.registry_key(model), change, token=token or new_token(), check=check, what=f"model {model!r}"
+    )
+
+
+def load(model: str) -> dict:
+    """The registry document of a model; 404 `model_not_found` when it has none (or nothing ever published)."""
+    keys.validate_name(model, "model")
+    found = storage.get_json(keys.registry_key(model))
+    if found is None or not _visible(found[0]):
+        raise not_found("model_not_found", f"model {model!r} does not exist")
+    return found[0]
+
+
+def _visible(document: dict) -> bool:
+    """A model exists once one of its versions was published or one of its stages was ever deployed."""
+    return bool(document["stages"]) or any(v["state"] != PENDING for v in document["versions"].values())
+
+
+def _model_missing(model: str) -> ServiceError:
+    return not_found("model_not_found", f"model {model!r} does not exist")
+
+
+def ready_entry(document: dict, model: str, version: int) -> dict:
+    entry = document["versions"].get(str(version))
+    if entry is None or entry["state"] != READY:
+        raise not_found("version_not_found", f"model {model!r} has no version {version}")
+    return entry
 
 
 # ---------------------------------------------------------------- versions
 
 
-def _claimed_versions(model: str) -> list[int]:
-    found = (keys.version_from_prefix(p) for p in storage.list_folders(keys.versions_prefix(model)))
-    return sorted(v for v in found if v is not None)
+def _empty(model: str) -> dict:
+    return {"model": model, "next_version": 1, "versions": {}, "stages": {}}
 
 
-def _claim_next_version(model: str) -> int:
-    """Reserve the next free version number with a create-only-if-absent write."""
-    claimed = _claimed_versions(model)
-    candidate = (claimed[-1] if claimed else 0) + 1
-    for attempt in range(MAX_ATTEMPTS):
-        try:
-            storage.put_json(keys.claim_key(model, candidate), {"claimed_at": now_iso()}, if_none_match=True)
-            return candidate
-        except WriteConflict:
-            candidate += 1
-            if attempt % 8 == 7:  # many racers: re-list rather than walk one number at a time
-                claimed = _claimed_versions(model)
-                candidate = max(candidate, (claimed[-1] if claimed else 0) + 1)
-    raise _contention(f"model {model!r}")
-
-
-def publish_version(model: str, artifact: bytes, metadata: dict[str, Any], artifact_format: str = "joblib") -> dict:
-    """Store a trained model as the next version and return its complete metadata."""
+def find_by_token(model: str, token: str) -> dict | None:
+    """The metadata of the version a training with this token published, if any (a retried training)."""
     keys.validate_name(model, "model")
-    version = _claim_next_version(model)
+    found = storage.get_json(keys.registry_key(model))
+    if found is None:
+        return None
+    for number, entry in found[0]["versions"].items():
+        if entry.get("token") == token and entry["state"] == READY:
+            return get_version(model, int(number))
+    return None
+
+
+def _reserve(model: str, token: str) -> int:
+    def change(document: dict | None) -> Change:
+        document = document or _empty(model)
+        for number, entry in document["versions"].items():
+            if entry.get("token") == token and entry["state"] == PENDING:
+                return Change(None, int(number))  # a retried training resumes its own reservation
+        number = document["next_version"]
+        document["next_version"] = number + 1
+        document["versions"][str(number)] = {"state": PENDING, "token": token, "claimed_at": now_iso()}
+        return Change(document, number)
+
+    return _update(model, change, f"{token}:reserve")
+
+
+def publish_version(
+    model: str, artifact: bytes, metadata: dict[str, Any], artifact_format: str = "joblib", token: str | None = None
+) -> dict:
+    """Store a trained model as the model's next version and return its complete metadata.
+
+    Three steps, each safe to repeat: reserve a number (pending), write the artifact and the metadata under
+    it, then mark it ready with its digest. A training retried with the same token finds its version (or its
+    reservation) instead of making another one. A crash between the steps leaves a pending number that is
+    visible nowhere and never reused.
+    """
+    keys.validate_name(model, "model")
+    token = token or new_token()
+    published = find_by_token(model, token)
+    if published is not None:
+        return published
+    version = _reserve(model, token)
     artifact_key = keys.artifact_key(model, version)
-    storage.put_bytes(artifact_key, artifact)
+    digest = storage.sha256_hex(artifact)
     complete = {
         **metadata,
         "name": model,
         "version": version,
-        "artifact": {
-            "key": artifact_key,
-            "sha256": storage.sha256_hex(artifact),
-            "bytes": len(artifact),
-            "format": artifact_format,
-        },
+        "artifact": {"key": artifact_key, "sha256": digest, "bytes": len(artifact), "format": artifact_format},
         "created_at": now_iso(),
     }
-    storage.put_json(keys.metadata_key(model, version), complete, if_none_match=True)
+    storage.put_bytes(artifact_key, artifact)
+    storage.put_json(keys.metadata_key(model, version), complete)
+    summary = {name: complete.get(name) for name in SUMMARY_FIELDS}
+
+    def change(document: dict | None) -> Change:
+        entry = (document or _empty(model))["versions"].get(str(version), {})
+        if entry.get("token") != token or entry.get("state") != PENDING:
+            raise RuntimeError(f"version {version} of {model!r} is no longer this training's reservation")
+        document["versions"][str(version)] = {
+            "state": READY,
+            "token": token,
+            "sha256": digest,
+            "bytes": len(artifact),
+            "created_at": complete["created_at"],
+            **summary,
+        }
+        return Change(document, version)
+
+    _update(model, change, f"{token}:publish")
     return complete
 
 
 def get_version(model: str, version: int) -> dict:
-    """The metadata of one version; 404 `version_not_found` when it does not exist (or was deleted)."""
-    keys.validate_name(model, "model")
+    """The metadata of one ready version; 404 `version_not_found` when it does not exist (or was deleted)."""
     keys.validate_version(version)
+    document = load(model)
+    ready_entry(document, model, version)
     found = storage.get_json(keys.metadata_key(model, version))
     if found is None:
-        raise not_found("version_not_found", f"model {model!r} has no version {version}")
+        raise IntegrityError(f"the metadata of model {model!r} version {version} is missing")
     return found[0]
 
 
-def visible_versions(model: str) -> list[int]:
-    versions = []
-    for obj in storage.list_keys(keys.versions_prefix(model)):
-        if obj["Key"].endswith("/metadata.json"):
-            version = keys.version_from_prefix(obj["Key"].rsplit("/", 1)[0])
-            if version is not None:
-                versions.append(version)
-    return sorted(versions)
+def ready_versions(document: dict) -> list[int]:
+    return sorted(int(v) for v, entry in document["versions"].items() if entry["state"] == READY)
 
 
-def summarize(metadata: dict) -> dict:
+def summarize(number: int, entry: dict) -> dict:
     """The short form of a version used in listings."""
     return {
-        "version": metadata["version"],
-        "algorithm": metadata.get("algorithm"),
-        "task": metadata.get("task"),
-        "metrics": metadata.get("metrics", {}),
-        "created_at": metadata.get("created_at"),
-        "description": metadata.get("description"),
-        "artifact_bytes": metadata.get("artifact", {}).get("bytes"),
+        "version": number,
+        "algorithm": entry.get("algorithm"),
+        "task": entry.get("task"),
+        "metrics": entry.get("metrics") or {},
+        "created_at": entry.get("created_at"),
+        "description": entry.get("description"),
+        "artifact_bytes": entry.get("bytes"),
     }
 
 
-def _fetch_all(items: list, fetch: Callable[[Any], Any]) -> list:
-    if len(items) <= 2:
-        return [fetch(i) for i in items]
-    with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
-        return list(pool.map(fetch, items))
+def delete_version(model: str, version: int, token: str | None = None) -> None:
+    """Remove a version no stage serves: the registry first (it disappears atomically, and a concurrent deploy
+    of it either lands before — then this is 409 — or fails with 404), then its objects."""
+    keys.validate_version(version)
+    keys.validate_name(model, "model")
+
+    def change(document: dict | None) -> Change:
+        if document is None or not _visible(document):
+            raise _model_missing(model)
+        ready_entry(document, model, version)
+        in_use = sorted(stage for stage, entry in document["stages"].items() if entry.get("version") == version)
+        if in_use:
+            raise conflict(
+                "version_in_use",
+                f"version {version} of model {model!r} is deployed to stage(s) {', '.join(in_use)}; undeploy it first",
+            )
+        document["versions"][str(version)] = {"state": DELETED, "deleted_at": now_iso()}
+        return Change(document, version)
+
+    try:
+        _update(model, change, token)
+    except ServiceError as error:
+        # A delete retried after its objects failed to go: the registry already says deleted, so finish the
+        # job before answering that the version is gone.
+        found = storage.get_json(keys.registry_key(model)) if error.code == "version_not_found" else None
+        if found and found[0]["versions"].get(str(version), {}).get("state") == DELETED:
+            _remove_objects(model, version)
+        raise
+    _remove_objects(model, version)
 
 
-def list_version_summaries(model: str) -> list[dict]:
-    def fetch(version: int) -> dict | None:
-        found = storage.get_json(keys.metadata_key(model, version))
-        return summarize(found[0]) if found else None
-
-    return [s for s in _fetch_all(visible_versions(model), fetch) if s is not None]
-
-
-def delete_version(model: str, version: int) -> None:
-    """Remove a version that no stage serves: metadata first (it disappears), then the artifact.
-
-    The claim stays behind as a tombstone so the number is never handed out again. Known gap: the in-use check
-    and the delete are two steps, so a deploy of this very version landing between them would point a stage at
-    a deleted version (predict then answers 404 version_not_found, and a rollback skips it); closing it needs a
-    per-version lock object, left for when deletes and deploys of one version really race.
-    """
-    get_version(model, version)
-    in_use = sorted(stage for stage, v in deployed_stages(model).items() if v == version)
-    if in_use:
-        raise conflict(
-            "version_in_use",
-            f"version {version} of model {model!r} is deployed to stage(s) {', '.join(in_use)}; undeploy it first",
-        )
+def _remove_objects(model: str, version: int) -> None:
     storage.delete(keys.metadata_key(model, version))
     storage.delete(keys.artifact_key(model, version))
 
 
-def load_verified_artifact(model: str, version: int) -> tuple[bytes, dict]:
-    """The artifact's bytes and metadata, after checking the bytes against the recorded SHA-256."""
-    metadata = get_version(model, version)
-    artifact = metadata.get("artifact", {})
-    data = storage.get_bytes(artifact.get("key", keys.artifact_key(model, version)))
+def load_verified_artifact(model: str, version: int, entry: dict) -> tuple[bytes, dict]:
+    """The artifact's bytes and metadata, after checking the bytes against the SHA-256 the registry recorded
+    (`entry` is the version's registry entry: the digest is trusted from there, not from the metadata file)."""
+    data = storage.get_bytes(keys.artifact_key(model, version))
     if data is None:
         raise IntegrityError(f"the artifact of model {model!r} version {version} is missing")
-    if storage.sha256_hex(data) != artifact.get("sha256"):
+    if storage.sha256_hex(data) != entry.get("sha256"):
         raise IntegrityError(
             f"the artifact of model {model!r} version {version} does not match its recorded SHA-256; refusing to load it"
         )
-    return data, metadata
+    found = storage.get_json(keys.metadata_key(model, version))
+    if found is None:
+        raise IntegrityError(f"the metadata of model {model!r} version {version} is missing")
+    return data, found[0]
 
 
 # ---------------------------------------------------------------- stages
 
 
-def _stage_names(model: str) -> list[str]:
-    names = []
-    for obj in storage.list_keys(keys.stages_prefix(model)):
-        name = obj["Key"].rsplit("/", 1)[-1]
-        if name.endswith(".json"):
-            names.append(name[: -len(".json")])
-    return sorted(names)
+def resolve_stage(document: dict, stage: str) -> int:
+    """The version a stage serves in this registry document; 404 `stage_not_deployed` when it serves none."""
+    served = document["stages"].get(stage, {}).get("version")
+    if served is None:
+        raise not_found("stage_not_deployed", f"stage {stage!r} of model {document['model']!r} is not deployed")
+    return int(served)
 
 
-def get_stage_document(model: str, stage: str) -> dict | None:
-    found = storage.get_json(keys.stage_key(model, stage))
-    return found[0] if found else None
-
-
-def _stage_documents(model: str) -> dict[str, dict]:
-    names = _stage_names(model)
-    docs = _fetch_all(names, lambda name: get_stage_document(model, name))
-    return {name: doc for name, doc in zip(names, docs, strict=True) if doc is not None}
-
-
-def deployed_stages(model: str) -> dict[str, int]:
-    """stage → version for every stage currently serving a version."""
-    return {name: doc["version"] for name, doc in _stage_documents(model).items() if doc.get("version") is not None}
-
-
-def resolve_stage(model: str, stage: str) -> int:
-    """The version a stage serves; 404 `stage_not_deployed` when it serves none."""
+def _stage_change(model: str, stage: str, token: str | None, apply: Callable[[dict, dict], Change]) -> Any:
+    """Change one stage of a model: `apply(document, stage_entry)` edits the entry in place."""
     keys.validate_name(model, "model")
     keys.validate_name(stage, "stage")
-    doc = get_stage_document(model, stage)
-    if doc is None or doc.get("version") is None:
-        if doc is None and not storage.has_prefix(keys.model_prefix(model)):
-            raise not_found("model_not_found", f"model {model!r} does not exist")
-        raise not_found("stage_not_deployed", f"stage {stage!r} of model {model!r} is not deployed")
-    return int(doc["version"])
+
+    def change(document: dict | None) -> Change:
+        if document is None or not _visible(document):
+            raise _model_missing(model)
+        return apply(document, document["stages"].get(stage) or {"version": None, "stack": [], "history": []})
+
+    return _update(model, change, token)
 
 
-def _update_stage(model: str, stage: str, change: Callable[[dict], dict | None]) -> dict:
-    """Read-modify-write the stage document with `IfMatch`, retrying when another writer got there first.
-
-    `change` gets a copy of the current document and returns the new one (or None for "no change").
-    """
-    for attempt in range(MAX_ATTEMPTS):
-        found = storage.get_json(keys.stage_key(model, stage))
-        current, etag = found if found else ({"stage": stage, "version": None, "stack": [], "history": []}, None)
-        updated = change({**current, "stack": list(current["stack"]), "history": list(current["history"])})
-        if updated is None:
-            return current
-        updated["history"] = updated["history"][-HISTORY_LIMIT:]
-        updated["stack"] = updated["stack"][-HISTORY_LIMIT:]
-        updated["updated_at"] = now_iso()
-        try:
-            if etag is None:
-                storage.put_json(keys.stage_key(model, stage), updated, if_none_match=True)
-            else:
-                storage.put_json(keys.stage_key(model, stage), updated, if_match=etag)
-            return updated
-        except WriteConflict:
-            _backoff(attempt)
-    raise _contention(f"stage {stage!r} of model {model!r}")
+def _record(document: dict, stage: str, entry: dict, to: int | None, action: str) -> None:
+    entry["history"] = [
+        *entry["history"],
+        {"time": now_iso(), "from": entry.get("version"), "to": to, "action": action},
+    ]
+    entry["history"] = entry["history"][-HISTORY_LIMIT:]
+    entry["stack"] = entry["stack"][-HISTORY_LIMIT:]
+    entry["version"] = to
+    entry["updated_at"] = now_iso()
+    document["stages"][stage] = entry
 
 
-def _record(doc: dict, to: int | None, action: str) -> dict:
-    doc["history"].append({"time": now_iso(), "from": doc.get("version"), "to": to, "action": action})
-    doc["version"] = to
-    return doc
+def set_stage(model: str, stage: str, version: int, token: str | None = None) -> dict:
+    """Point a stage at a ready version (deploy). Returns the stage, the version and the one it replaced."""
+    keys.validate_version(version)
+
+    def apply(document: dict, entry: dict) -> Change:
+        ready_entry(document, model, version)
+        result = {"stage": stage, "version": version, "previous_version": entry.get("version")}
+        if entry.get("version") == version:
+            return Change(None, result)
+        entry["stack"] = [*entry["stack"], version]
+        _record(document, stage, entry, version, "deploy")
+        return Change(document, result)
+
+    return _stage_change(model, stage, token, apply)
 
 
-def set_stage(model: str, stage: str, version: int) -> dict:
-    """Point a stage at a version (deploy). Returns the stage, the version and the one it replaced."""
-    keys.validate_name(model, "model")
-    keys.validate_name(stage, "stage")
-    get_version(model, version)
-    previous: dict[str, int | None] = {}
-
-    def change(doc: dict) -> dict | None:
-        previous["version"] = doc.get("version")
-        if doc.get("version") == version:
-            return None
-        doc["stack"].append(version)
-        return _record(doc, version, "deploy")
-
-    _update_stage(model, stage, change)
-    return {"stage": stage, "version": version, "previous_version": previous["version"]}
-
-
-def rollback_stage(model: str, stage: str) -> dict:
+def rollback_stage(model: str, stage: str, token: str | None = None) -> dict:
     """Return a stage to the version it served before its last change; 409 when there is none."""
-    keys.validate_name(model, "model")
-    keys.validate_name(stage, "stage")
-    if get_stage_document(model, stage) is None:
-        raise not_found("stage_not_found", f"model {model!r} has no stage {stage!r}")
-    existing = set(visible_versions(model))
-    previous: dict[str, int | None] = {}
 
-    def change(doc: dict) -> dict:
-        stack = doc["stack"]
-        previous["version"] = doc.get("version")
+    def apply(document: dict, entry: dict) -> Change:
+        if stage not in document["stages"]:
+            raise not_found("stage_not_found", f"model {model!r} has no stage {stage!r}")
+        stack = list(entry["stack"])
         if stack:
             stack.pop()  # the version (or undeploy) in effect now
-        while stack and stack[-1] is not None and stack[-1] not in existing:
+        while stack and stack[-1] is not None and document["versions"].get(str(stack[-1]), {}).get("state") != READY:
             stack.pop()  # versions deleted since cannot be restored
         if not stack:
             raise conflict("no_previous_version", f"stage {stage!r} of model {model!r} has no previous version")
-        return _record(doc, stack[-1], "rollback")
+        result = {"stage": stage, "version": stack[-1], "previous_version": entry.get("version")}
+        entry["stack"] = stack
+        _record(document, stage, entry, stack[-1], "rollback")
+        return Change(document, result)
 
-    updated = _update_stage(model, stage, change)
-    return {"stage": stage, "version": updated["version"], "previous_version": previous["version"]}
+    return _stage_change(model, stage, token, apply)
 
 
-def clear_stage(model: str, stage: str) -> None:
+def clear_stage(model: str, stage: str, token: str | None = None) -> dict:
     """Undeploy: the stage serves nothing, its history remains (and a rollback restores it)."""
-    keys.validate_name(model, "model")
-    keys.validate_name(stage, "stage")
-    doc = get_stage_document(model, stage)
-    if doc is None or doc.get("version") is None:
-        raise not_found("stage_not_deployed", f"stage {stage!r} of model {model!r} is not deployed")
 
-    def change(doc: dict) -> dict | None:
-        if doc.get("version") is None:
-            return None
-        doc["stack"].append(None)
-        return _record(doc, None, "undeploy")
+    def apply(document: dict, entry: dict) -> Change:
+        if entry.get("version") is None:
+            raise not_found("stage_not_deployed", f"stage {stage!r} of model {model!r} is not deployed")
+        result = {"stage": stage, "version": None, "previous_version": entry["version"]}
+        entry["stack"] = [*entry["stack"], None]
+        _record(document, stage, entry, None, "undeploy")
+        return Change(document, result)
 
-    _update_stage(model, stage, change)
+    return _stage_change(model, stage, token, apply)
 
 
 # ---------------------------------------------------------------- models
 
 
-def describe_model(model: str) -> dict:
-    keys.validate_name(model, "model")
-    versions = list_version_summaries(model)
-    stages = _stage_documents(model)
-    if not versions and not stages:
-        raise not_found("model_not_found", f"model {model!r} does not exist")
+def describe(document: dict) -> dict:
+    versions = [summarize(v, document["versions"][str(v)]) for v in ready_versions(document)]
+    stages = document["stages"]
     return {
-        "name": model,
+        "name": document["model"],
         "latest_version": versions[-1]["version"] if versions else None,
         "versions": versions,
-        "stages": {name: doc["version"] for name, doc in stages.items() if doc.get("version") is not None},
-        "stage_history": {name: doc["history"] for name, doc in stages.items()},
+        "stages": {name: e["version"] for name, e in sorted(stages.items()) if e.get("version") is not None},
+        "stage_history": {name: e["history"] for name, e in sorted(stages.items())},
     }
 
 
+def describe_model(model: str) -> dict:
+    return describe(load(model))
+
+
 def list_models() -> list[dict]:
-    names = [p[len(keys.MODELS) :].rstrip("/") for p in storage.list_folders(keys.MODELS)]
+    names = [n for n in (keys.model_from_prefix(p) for p in storage.list_folders(keys.MODELS)) if n]
 
     def fetch(name: str) -> dict | None:
-        versions = visible_versions(name)
-        stages = deployed_stages(name)
-        if not versions and not stages:
+        found = storage.get_json(keys.registry_key(name))
+        if found is None or not _visible(found[0]):
             return None
-        return {"name": name, "latest_version": versions[-1] if versions else None, "stages": stages}
+        described = describe(found[0])
+        return {"name": name, "latest_version": described["latest_version"], "stages": described["stages"]}
 
-    return [m for m in _fetch_all(names, fetch) if m is not None]
+    if len(names) <= 2:
+        fetched = [fetch(n) for n in names]
+    else:
+        with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
+            fetched = list(pool.map(fetch, names))
+    return [m for m in fetched if m is not None]

@@ -19,7 +19,7 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise ServiceError(500, "configuration_error", f"environment variable {name} must be an integer") from None
+        raise ServiceError("configuration_error", f"environment variable {name} must be an integer") from None
 
 
 def _env_float(name: str, default: float) -> float:
@@ -29,7 +29,7 @@ def _env_float(name: str, default: float) -> float:
     try:
         return float(raw)
     except ValueError:
-        raise ServiceError(500, "configuration_error", f"environment variable {name} must be a number") from None
+        raise ServiceError("configuration_error", f"environment variable {name} must be a number") from None
 
 
 @dataclass(frozen=True)
@@ -47,13 +47,21 @@ class Settings:
     batch_fanout_bytes: int
     batch_part_bytes: int
     batch_queue_url: str
+    batch_lease_seconds: float
+    stale_if_error_seconds: float
+    max_train_columns: int
+    max_dataset_bytes: int
+    max_json_depth: int
+    training_deadline_seconds: float
+    training_budget_seconds: float
+    idempotency_ttl_seconds: int
 
 
 def get_settings() -> Settings:
     """The settings in force now; raises a clear error when the bucket is not configured."""
     bucket = os.environ.get("MODEL_BUCKET", "")
     if not bucket:
-        raise ServiceError(500, "configuration_error", "environment variable MODEL_BUCKET is not set")
+        raise ServiceError("configuration_error", "environment variable MODEL_BUCKET is not set")
     return Settings(
         bucket=bucket,
         stage_cache_ttl=_env_float("STAGE_CACHE_TTL_SECONDS", 5.0),
@@ -67,4 +75,19 @@ def get_settings() -> Settings:
         batch_fanout_bytes=_env_int("BATCH_FANOUT_BYTES", 256 * 1024 * 1024),
         batch_part_bytes=_env_int("BATCH_PART_BYTES", 128 * 1024 * 1024),
         batch_queue_url=os.environ.get("BATCH_QUEUE_URL", ""),
+        # A running batch job renews its lease every third of this; a killed run's lease lapses within it, so
+        # Lambda's next retry (after about a minute) takes the job over.
+        batch_lease_seconds=_env_float("BATCH_LEASE_SECONDS", 60.0),
+        # How long a warm predict container keeps serving its cached registry (stage pointers, live versions)
+        # when S3 cannot be reached to re-check it.
+        stale_if_error_seconds=_env_float("STALE_IF_ERROR_SECONDS", 300.0),
+        max_train_columns=_env_int("MAX_TRAIN_COLUMNS", 10_000),
+        max_dataset_bytes=_env_int("MAX_DATASET_BYTES", 256 * 1024 * 1024),
+        max_json_depth=_env_int("MAX_JSON_DEPTH", 32),
+        # Under API Gateway's 29 s integration timeout, so the client gets the service's own 504 (and nothing
+        # is published) rather than API Gateway's while the fit goes on.
+        training_deadline_seconds=_env_float("TRAINING_DEADLINE_SECONDS", 22.0),
+        # Requests whose estimated training time exceeds this are refused before fitting.
+        training_budget_seconds=_env_float("TRAINING_BUDGET_SECONDS", 20.0),
+        idempotency_ttl_seconds=_env_int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600),
     )

@@ -3,23 +3,33 @@
 The client is created lazily on first use (never at import), so moto's mocks are always in place before a
 client exists and nothing can reach real AWS by accident. boto3 honours `AWS_ENDPOINT_URL_S3` /
 `AWS_ENDPOINT_URL` by itself, which is how the local service and `sam local` point at an embedded S3.
-Conditional writes (`IfNoneMatch="*"`, `IfMatch=<etag>`) are what make the registry safe under concurrency.
+Conditional writes (`IfNoneMatch="*"`, `IfMatch=<etag>`) are what make shared state safe under concurrency;
+`mlservice.atomic` builds every read-modify-write on them.
+
+Failures: botocore retries throttling, 5xx answers, timeouts and dropped connections itself (standard mode,
+3 attempts; `AWS_MAX_ATTEMPTS` changes that). What still fails after those retries leaves this module as
+`StorageUnavailable` (503 `storage_unavailable` with Retry-After), never as a raw botocore error: the client
+is told to retry, and callers that write know the outcome is unknown.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import io
 import json
 import os
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
-from mlservice.errors import WriteConflict
+from mlservice.errors import ServiceError, StorageUnavailable, WriteConflict
 from mlservice.settings import get_settings
+
+T = TypeVar("T")
 
 _lock = threading.Lock()
 _clients: dict[str, tuple[tuple, Any]] = {}
@@ -41,7 +51,9 @@ def _client_for(service: str) -> Any:
             import boto3
             from botocore.config import Config
 
-            config = Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=32)
+            # Short connect/read timeouts: a hung S3 call must fail (and be retried) well inside API Gateway's
+            # 29 s, not after botocore's 60 s default. max_attempts is left to AWS_MAX_ATTEMPTS (default 3).
+            config = Config(retries={"mode": "standard"}, max_pool_connections=32, connect_timeout=3, read_timeout=20)
             cached = _clients[service] = (key, boto3.session.Session().client(service, config=config))
         return cached[1]
 
@@ -73,10 +85,66 @@ def _is(error: Exception, *codes: str) -> bool:
     return code in codes or str(status) in codes
 
 
+_THROTTLED = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "InternalError",
+    "InternalFailure",
+    "ServiceUnavailable",
+}
+
+
+def unavailable_reason(error: BaseException) -> str | None:
+    """Why a storage call failed transiently (throttled, 5xx, timeout, connection), or None for other errors."""
+    from botocore.exceptions import ClientError, HTTPClientError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+
+    if isinstance(error, (BotoConnectionError, HTTPClientError)):
+        return type(error).__name__
+    if isinstance(error, ClientError):
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        if code in _THROTTLED or int(status) >= 500:
+            return code or f"HTTP {status}"
+    return None
+
+
+def _reraise(error: Exception, operation: str) -> NoReturn:
+    """Raise `error` again, as StorageUnavailable when it is a transient AWS failure."""
+    reason = None if isinstance(error, (ServiceError, WriteConflict, KeyError)) else unavailable_reason(error)
+    if reason:
+        raise StorageUnavailable(operation, reason) from None
+    raise error
+
+
+def _storage_call(operation: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Turn a transient AWS failure escaping the decorated call into StorageUnavailable."""
+
+    def decorate(function: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(function)
+        def call(*args: Any, **kwargs: Any) -> T:
+            try:
+                return function(*args, **kwargs)
+            except Exception as error:
+                _reraise(error, operation)
+
+        return call
+
+    return decorate
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+@_storage_call("get_object")
 def get_bytes(key: str) -> bytes | None:
     """The object's bytes, or None when it does not exist."""
     try:
@@ -87,6 +155,7 @@ def get_bytes(key: str) -> bytes | None:
         raise
 
 
+@_storage_call("get_object")
 def get_json(key: str) -> tuple[Any, str] | None:
     """The parsed JSON document and its ETag (for a later `IfMatch`), or None when absent."""
     try:
@@ -98,6 +167,7 @@ def get_json(key: str) -> tuple[Any, str] | None:
     return json.loads(response["Body"].read()), response["ETag"]
 
 
+@_storage_call("head_object")
 def exists(key: str) -> bool:
     try:
         client().head_object(Bucket=_bucket(), Key=key)
@@ -108,6 +178,7 @@ def exists(key: str) -> bool:
         raise
 
 
+@_storage_call("head_object")
 def head(key: str) -> dict | None:
     """Size, ETag and metadata of an object, or None when absent."""
     try:
@@ -118,6 +189,7 @@ def head(key: str) -> dict | None:
         raise
 
 
+@_storage_call("put_object")
 def put_bytes(
     key: str,
     data: bytes,
@@ -151,6 +223,7 @@ def put_json(key: str, document: Any, *, if_none_match: bool = False, if_match: 
     return put_bytes(key, body, content_type="application/json", if_none_match=if_none_match, if_match=if_match)
 
 
+@_storage_call("delete_object")
 def delete(key: str) -> None:
     client().delete_object(Bucket=_bucket(), Key=key)
 
@@ -158,15 +231,24 @@ def delete(key: str) -> None:
 def list_keys(prefix: str) -> Iterator[dict]:
     """Every object under a prefix (key, size, etag), following pagination."""
     paginator = client().get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=_bucket(), Prefix=prefix):
+    pages = iter(paginator.paginate(Bucket=_bucket(), Prefix=prefix))
+    while True:
+        try:
+            page = next(pages)
+        except StopIteration:
+            return
+        except Exception as error:
+            _reraise(error, "list_objects")
         yield from page.get("Contents", [])
 
 
+@_storage_call("list_objects")
 def has_prefix(prefix: str) -> bool:
     """Whether any object exists under a prefix (one cheap list call)."""
     return client().list_objects_v2(Bucket=_bucket(), Prefix=prefix, MaxKeys=1).get("KeyCount", 0) > 0
 
 
+@_storage_call("list_objects")
 def list_folders(prefix: str) -> list[str]:
     """The immediate 'sub-folders' of a prefix (common prefixes with '/' as delimiter)."""
     paginator = client().get_paginator("list_objects_v2")
@@ -176,6 +258,7 @@ def list_folders(prefix: str) -> list[str]:
     return folders
 
 
+@_storage_call("get_object")
 def open_stream(key: str, byte_range: tuple[int, int] | None = None) -> Any:
     """A streaming body for the object (or an inclusive byte range of it); raises KeyError when absent."""
     kwargs: dict[str, Any] = {"Bucket": _bucket(), "Key": key}
@@ -187,6 +270,29 @@ def open_stream(key: str, byte_range: tuple[int, int] | None = None) -> Any:
         if _is(error, "NoSuchKey", "404"):
             raise KeyError(key) from None
         raise
+
+
+class ChunkReader(io.RawIOBase):
+    """An S3 object as a read-only file, downloaded as it is read. A transient failure in the middle of the
+    download is StorageUnavailable, like the failure of any other storage call."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self._body = open_stream(key)["Body"]
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._body.read(None if size is None or size < 0 else size)
+        except Exception as error:
+            _reraise(error, "get_object")
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 UPLOAD_CONCURRENCY = 2
@@ -318,6 +424,7 @@ class Prefetcher:
         self._stop.set()
 
 
+@_storage_call("delete_objects")
 def delete_prefix(prefix: str) -> None:
     """Remove every object under a prefix (bookkeeping that has served its purpose)."""
     batch: list[dict] = []
@@ -330,6 +437,7 @@ def delete_prefix(prefix: str) -> None:
         client().delete_objects(Bucket=_bucket(), Delete={"Objects": batch, "Quiet": True})
 
 
+@_storage_call("send_message")
 def send_messages(queue_url: str, bodies: list[str]) -> None:
     """Send messages in batches of ten; any message SQS refuses is an error, never a silent drop."""
     for start in range(0, len(bodies), 10):

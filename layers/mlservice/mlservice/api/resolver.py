@@ -1,67 +1,90 @@
-"""One way to build a function's API: Powertools' resolver with validation, the documented error shape,
-strict JSON, and the payload limit checked before anything is parsed.
+"""One way to build a function's API: Powertools' REST resolver with the service's request rules and its one
+error shape.
 
-Every error leaves as `{"error": {"code", "message"}}` (the Open Inference Protocol routes under /v2 use that
-protocol's `{"error": "<message>"}` instead). Unexpected exceptions are logged with their stack trace and
-answered with a 500 that reveals nothing.
+- Request content (mlservice.api.content) is enforced where Powertools reads the body, so it applies before
+  validation looks at a single field: the body is JSON whatever Content-Type was sent, over MAX_BODY_BYTES is
+  413, non-UTF-8 or lone surrogates are 400 `invalid_encoding`, malformed, NaN, over-long numbers or over-deep
+  nesting are 400 `invalid_json`.
+- Validation is pydantic's (mlservice.fields maps its errors to the documented codes).
+- Every error leaves as `{"error": {"code", "message"}}` (the Open Inference Protocol routes under /v2 use that
+  protocol's `{"error": "<message>"}`), with `Retry-After` on the ones to retry (503, 409 in progress).
+  Unexpected exceptions are logged with their stack trace and answered with a 500 that reveals nothing.
+
+A function's handler is then `api_handler(make_resolver(<its routers>).resolve)`: no glue of its own.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from functools import cached_property
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
-from mlservice.errors import ServiceError, too_large
+from mlservice import fields
+from mlservice.api import content
+from mlservice.errors import ServiceError
 from mlservice.observability import logger
-from mlservice.settings import get_settings
 
 V2_PREFIX = "/v2"
-
-
-def _reject_constant(name: str) -> Any:
-    # json.loads accepts NaN and Infinity, which are not JSON; refuse them where they are parsed.
-    raise json.JSONDecodeError(f"{name} is not valid JSON (use null for a missing value)", name, 0)
-
-
-def strict_json_loads(text: str | bytes) -> Any:
-    return json.loads(text, parse_constant=_reject_constant)
 
 
 def _dumps(body: Any) -> str:
     return json.dumps(body, separators=(",", ":"), allow_nan=False)
 
 
-def error_response(status: int, code: str, message: str, path: str = "") -> Response:
-    """The documented error body, or the V2 protocol's flat one for /v2 routes."""
-    body: dict = {"error": message} if path.startswith(V2_PREFIX) else {"error": {"code": code, "message": message}}
-    return Response(status_code=status, content_type="application/json", body=_dumps(body))
+def error_response(error: ServiceError, path: str = "") -> Response:
+    """The documented error body (or the V2 protocol's flat one for /v2 routes), with Retry-After if set."""
+    body: dict = {"error": error.message} if path.startswith(V2_PREFIX) else error.to_body()
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
+    return Response(status_code=error.status, content_type="application/json", body=_dumps(body), headers=headers)
 
 
-def _describe_validation(errors: list[dict]) -> tuple[str, str]:
-    first = errors[0] if errors else {}
-    loc = [str(p) for p in first.get("loc", ())]
-    if first.get("type") == "json_invalid":
-        detail = (first.get("ctx") or {}).get("error", "malformed JSON")
-        return "invalid_json", f"request body is not valid JSON: {detail}"
-    if loc and loc[0] == "body" and len(loc) == 1 and first.get("type") == "missing":
-        return "invalid_request", "request body is required"
-    where = ".".join(loc[1:]) if len(loc) > 1 else (loc[0] if loc else "request")
-    section = {"body": "body field", "path": "path parameter", "query": "query parameter"}.get(
-        loc[0] if loc else "", ""
-    )
-    message = f"{section} {where!r}: {first.get('msg', 'is invalid')}".strip()
-    if len(errors) > 1:
-        message += f" (and {len(errors) - 1} more problem(s))"
-    return "invalid_request", message
+class RequestEvent(APIGatewayProxyEvent):
+    """An API Gateway proxy event whose body is decoded under the service's content rules."""
+
+    @cached_property
+    def decoded_body(self) -> str | None:
+        return content.body_text(self.body, bool(self.is_base64_encoded), self.path, self.headers)
 
 
-def make_resolver(*routers: Router) -> APIGatewayRestResolver:
+def _as_json(event: dict) -> dict:
+    """The event with a JSON Content-Type whenever it has a body: the body is parsed as JSON whatever was sent."""
+    if event.get("body") is None:
+        return event
+    event = dict(event)
+    for field in ("headers", "multiValueHeaders"):
+        headers = {k: v for k, v in (event.get(field) or {}).items() if k.lower() != "content-type"}
+        headers["content-type"] = ["application/json"] if field == "multiValueHeaders" else "application/json"
+        event[field] = headers
+    return event
+
+
+class Resolver(APIGatewayRestResolver):
+    """APIGatewayRestResolver whose events decode their bodies by the service's content rules.
+
+    `_to_proxy_event` and `_compile_regex` are the hooks Powertools' own resolvers override (to choose their
+    event class, to match trailing slashes); the version of Powertools is pinned, and every test that sends a
+    request goes through here."""
+
+    def _to_proxy_event(self, event: dict) -> APIGatewayProxyEvent:
+        return RequestEvent(_as_json(event), self._json_body_deserializer)
+
+    @staticmethod
+    def _compile_regex(rule: str, base_regex: str = "^{}/*$") -> re.Pattern:
+        """A path parameter is anything between two slashes, as API Gateway routes it. Powertools' own pattern
+        leaves out characters such as '"', '#' or an emoji, which would turn `/models/a"b` into a 404 for an
+        unknown route; this way the parameter's validation answers, with its documented 400 `invalid_name`."""
+        return re.compile(base_regex.format(re.sub(r"<(\w+)>", r"(?P<\1>[^/]+)", rule)))
+
+
+def make_resolver(*routers: Router) -> Resolver:
     """A validating resolver serving the given routers, with every error mapped to the documented shape."""
-    app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=strict_json_loads, serializer=_dumps)
+    app = Resolver(enable_validation=True, json_body_deserializer=content.parse_json, serializer=_dumps)
     for router in routers:
         app.include_router(router)
 
@@ -69,72 +92,22 @@ def make_resolver(*routers: Router) -> APIGatewayRestResolver:
     def _service_error(error: ServiceError) -> Response:
         if error.status >= 500:
             logger.error("request failed", extra={"code": error.code, "error_message": error.message})
-        return error_response(error.status, error.code, error.message, app.current_event.path)
+        return error_response(error, app.current_event.path)
 
     @app.exception_handler(RequestValidationError)
     def _validation_error(error: RequestValidationError) -> Response:
-        code, message = _describe_validation(list(error.errors()))
-        return error_response(400, code, message, app.current_event.path)
+        return error_response(fields.service_error(list(error.errors())), app.current_event.path)
 
     @app.not_found
     def _no_route(_: Exception) -> Response:
         event = app.current_event
-        return error_response(404, "route_not_found", f"no route for {event.http_method} {event.path}", event.path)
+        missing = ServiceError("route_not_found", f"no route for {event.http_method} {event.path}")
+        return error_response(missing, event.path)
 
     @app.exception_handler(Exception)
     def _unexpected(error: Exception) -> Response:
         logger.exception("unhandled error")
-        return error_response(
-            500, "internal_error", "internal error; the request id is in the logs", app.current_event.path
-        )
+        internal = ServiceError("internal_error", "internal error; the request id is in the logs")
+        return error_response(internal, app.current_event.path)
 
     return app
-
-
-def _header_names(headers: dict | None, name: str) -> list[str]:
-    return [k for k in (headers or {}) if k.lower() == name]
-
-
-def prepare_event(event: dict) -> dict:
-    """Normalise what API Gateway hands over before routing.
-
-    Bodies are parsed as JSON whatever Content-Type the client sent (curl's -d sends form encoding, and
-    Open Inference Protocol clients send none), so the header is rewritten rather than trusted.
-    """
-    if event.get("body") is None:
-        return event
-    event = dict(event)
-    for field in ("headers", "multiValueHeaders"):
-        headers = dict(event.get(field) or {})
-        for key in _header_names(headers, "content-type"):
-            del headers[key]
-        headers["content-type"] = ["application/json"] if field == "multiValueHeaders" else "application/json"
-        event[field] = headers
-    return event
-
-
-def body_size(event: dict) -> int:
-    body = event.get("body") or ""
-    size = len(body) if isinstance(body, str) else 0
-    return size * 3 // 4 if event.get("isBase64Encoded") else size
-
-
-def resolve(app: APIGatewayRestResolver, event: dict, context: Any) -> dict:
-    """Route one API Gateway event, refusing oversized bodies with 413 before parsing them."""
-    limit = get_settings().max_body_bytes
-    if body_size(event) > limit:
-        path = event.get("path") or ""
-        hint = (
-            "upload the data under datasets/ and pass data.s3_key"
-            if path.endswith("/versions")
-            else "use batch prediction (drop a file under batch/input/) for bulk data"
-        )
-        error = too_large(f"request body exceeds {limit} bytes; {hint}")
-        response = error_response(error.status, error.code, error.message, path)
-        return {
-            "statusCode": response.status_code,
-            "headers": {"Content-Type": "application/json"},
-            "body": response.body,
-            "isBase64Encoded": False,
-        }
-    return app.resolve(prepare_event(event), context)

@@ -2,30 +2,51 @@
 
 from __future__ import annotations
 
+import time
+
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
-from mlservice import keys, registry
-from mlservice.api.schemas import TrainRequest
+from mlservice import registry
+from mlservice.api.idempotency import idempotent, request_token
+from mlservice.api.schemas import ModelName
 from mlservice.observability import logger, metrics
+from mlservice.settings import get_settings
+from mlservice.training.request import TrainRequest
 
 router = Router()
+# Left for publishing the version (three small S3 writes) and answering, after the fit's deadline.
+PUBLISH_SECONDS = 5.0
+
+
+def _deadline() -> float:
+    """The fit's deadline: TRAINING_DEADLINE_SECONDS, but never past the invocation's own end."""
+    seconds = get_settings().training_deadline_seconds
+    context = router.api_resolver.lambda_context
+    if context is not None:
+        seconds = min(seconds, context.get_remaining_time_in_millis() / 1000 - PUBLISH_SECONDS)
+    return time.monotonic() + seconds
 
 
 @router.post(
     "/models/<model>/versions",
     summary="Train a new version of a model",
     description="Fits one scikit-learn Pipeline (preprocessing included) on the given data, evaluates it on a "
-    "holdout, stores it and returns its metadata. Synchronous: API Gateway allows 29 s.",
+    "holdout, stores it and returns its metadata. Synchronous, under a training deadline (504 when it passes, "
+    "nothing published); requests estimated to exceed the training budget are refused before fitting.",
     tags=["training"],
     responses={201: {"description": "the new version's metadata"}},
+    middlewares=[idempotent],
 )
-def train_version(model: str, request: TrainRequest) -> Response[dict]:
-    keys.validate_name(model, "model")  # before the fit, which may take many seconds
-    from mlservice.training.trainer import train  # training imports stay off every other route's path
+def train_version(model: ModelName, request: TrainRequest) -> Response[dict]:
+    token = request_token(router.api_resolver)
+    published = registry.find_by_token(model, token)  # a retry of a training that already published
+    if published is None:
+        from mlservice.training.trainer import train  # training imports stay off every other route's path
 
-    artifact, metadata = train(request.model_dump(exclude_none=True))
-    published = registry.publish_version(model, artifact, metadata)
+        artifact, metadata = train(request, _deadline())
+        published = registry.publish_version(model, artifact, metadata, token=token)
+        metrics.add_metric(name="ModelsTrained", unit="Count", value=1)
     logger.info(
         "trained",
         extra={
@@ -36,5 +57,4 @@ def train_version(model: str, request: TrainRequest) -> Response[dict]:
             "seconds": published.get("training", {}).get("seconds"),
         },
     )
-    metrics.add_metric(name="ModelsTrained", unit="Count", value=1)
     return Response(status_code=201, content_type="application/json", body=published)

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlservice import __version__, registry, storage
-from mlservice.errors import ServiceError, bad_request, not_found
+from mlservice import __version__, keys, registry, storage
+from mlservice.api.predict_routes import stale_headers
+from mlservice.api.schemas import ModelName, VersionNumber
+from mlservice.errors import ServiceError, not_found
 from mlservice.observability import metrics
 from mlservice.protocols import open_inference
-from mlservice.serving.model_cache import LoadedModel
+from mlservice.serving.model_cache import Selection
 from mlservice.serving.predictor import select_model
 from mlservice.settings import get_settings
 
@@ -48,14 +51,8 @@ class InferenceRequest(BaseModel):
     outputs: list[_RequestedOutput] | None = None
 
 
-def _version(version: str) -> int:
-    if not version.isdigit() or not 0 < int(version) < 10**10:
-        raise bad_request(f"model version must be a positive integer, got {version[:40]!r}", code="invalid_version")
-    return int(version)
-
-
-def _model(model: str, version: str | None) -> LoadedModel:
-    return select_model(model, None, _version(version) if version is not None else None)[0]
+def _select(model: str, version: int | None) -> Selection:
+    return select_model(model, None, version)
 
 
 @router.get("/v2/health/live", summary="Server liveness (Open Inference Protocol)", tags=["open inference protocol v2"])
@@ -68,9 +65,9 @@ def live() -> dict:
 )
 def ready() -> dict:
     try:
-        storage.has_prefix("models/")
+        storage.has_prefix(keys.MODELS)
     except Exception as error:  # any storage failure means "not ready", which is the probe's answer, not a 500
-        raise ServiceError(503, "not_ready", f"the model store is unreachable ({type(error).__name__})") from None
+        raise ServiceError("not_ready", f"the model store is unreachable ({type(error).__name__})") from None
     return {"ready": True}
 
 
@@ -79,37 +76,38 @@ def server_metadata() -> dict:
     return {"name": SERVER_NAME, "version": __version__, "extensions": []}
 
 
-def _metadata(model: str, version: str | None) -> dict:
-    loaded = _model(model, version)
-    return open_inference.model_metadata(loaded, registry.visible_versions(model))
+def _metadata(model: str, version: int | None) -> Response[dict]:
+    selection = _select(model, version)
+    body = open_inference.model_metadata(selection.loaded, registry.ready_versions(selection.registry))
+    return Response(status_code=200, content_type="application/json", body=body, headers=stale_headers(selection))
 
 
 @router.get("/v2/models/<model>", summary="Model metadata (production stage)", tags=["open inference protocol v2"])
-def model_metadata(model: str) -> dict:
+def model_metadata(model: ModelName) -> Response[dict]:
     return _metadata(model, None)
 
 
 @router.get(
     "/v2/models/<model>/versions/<version>", summary="Model version metadata", tags=["open inference protocol v2"]
 )
-def model_version_metadata(model: str, version: str) -> dict:
+def model_version_metadata(model: ModelName, version: VersionNumber) -> Response[dict]:
     return _metadata(model, version)
 
 
-def _ready(model: str, version: str | None) -> dict:
+def _ready(model: str, version: int | None) -> dict:
     try:
-        loaded = _model(model, version)
+        selection = _select(model, version)
     except ServiceError as error:
         if error.status == 404:
             raise not_found(error.code, f"model {model!r} is not ready: {error.message}") from None
         raise
-    return {"name": loaded.name, "ready": True}
+    return {"name": selection.loaded.name, "ready": True}
 
 
 @router.get(
     "/v2/models/<model>/ready", summary="Model readiness (production stage)", tags=["open inference protocol v2"]
 )
-def model_ready(model: str) -> dict:
+def model_ready(model: ModelName) -> dict:
     return _ready(model, None)
 
 
@@ -118,27 +116,27 @@ def model_ready(model: str) -> dict:
     summary="Model version readiness",
     tags=["open inference protocol v2"],
 )
-def model_version_ready(model: str, version: str) -> dict:
+def model_version_ready(model: ModelName, version: VersionNumber) -> dict:
     return _ready(model, version)
 
 
-def _infer(model: str, version: str | None, request: InferenceRequest) -> dict:
-    loaded = _model(model, version)
+def _infer(model: str, version: int | None, request: InferenceRequest) -> Response[dict]:
+    selection = _select(model, version)
     body = request.model_dump(exclude_none=True)
-    result = open_inference.infer(loaded, body, get_settings().max_predict_rows)
+    result = open_inference.infer(selection.loaded, body, get_settings().max_predict_rows)
     metrics.add_metric(
         name="PredictedRows", unit="Count", value=result["outputs"][0]["shape"][0] if result["outputs"] else 0
     )
-    return result
+    return Response(status_code=200, content_type="application/json", body=result, headers=stale_headers(selection))
 
 
 @router.post("/v2/models/<model>/infer", summary="Inference (production stage)", tags=["open inference protocol v2"])
-def infer(model: str, request: InferenceRequest) -> dict:
+def infer(model: ModelName, request: InferenceRequest) -> Response[dict]:
     return _infer(model, None, request)
 
 
 @router.post(
     "/v2/models/<model>/versions/<version>/infer", summary="Inference on a version", tags=["open inference protocol v2"]
 )
-def infer_version(model: str, version: str, request: InferenceRequest) -> dict:
+def infer_version(model: ModelName, version: VersionNumber, request: InferenceRequest) -> Response[dict]:
     return _infer(model, version, request)

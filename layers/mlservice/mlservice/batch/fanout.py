@@ -1,12 +1,14 @@
 """Large batch files, split across workers: SQS carries one message per line-aligned byte range.
 
-The coordinator (the S3-triggered function) reads only the header and a few bytes around each boundary,
-writes the job's plan with a create-only-if-absent write (a redelivered event finds it and stops) and queues
-one message per range. Each worker predicts its range into a part object, then records the part in the
-job's progress document with a compare-and-swap (`IfMatch`); the worker whose write completes the set is the
-one that assembles the parts, in order, into the output and writes the manifest. A worker that fails leaves
-its message to SQS, which redelivers it (and after the queue's maxReceiveCount, moves it to the dead-letter
-queue); a redelivered message for a finished part changes nothing.
+The coordinator (the S3-triggered function, holding the job's lease) reads only the header and a few bytes
+around each boundary, creates the job's plan once, queues one message per range and then marks the plan
+queued; a redelivered event finds the plan and, if the messages may not all have been sent, sends them again
+(duplicates are harmless). Each worker predicts its range into part objects, then records the part in the
+job's progress; every worker that sees the set complete assembles the parts, in order, into the output and
+writes the manifest, under an assembly lease (so one at a time, and a crashed assembly is redone by the next
+delivery). A worker that fails leaves its message to SQS, which redelivers it (after the queue's
+maxReceiveCount, into the dead-letter queue); a redelivered message for a finished part changes nothing, and
+one for a finished job finds no plan.
 
 Compressed files are not split (a gzip stream cannot be entered mid-way) and are predicted by one function.
 Files above the threshold must have one record per line (no quoted newlines), which is checked per part:
@@ -16,31 +18,19 @@ a record broken across a boundary is rejected with its line, never silently merg
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from mlservice import keys, storage
+from mlservice.batch import job as jobs
 from mlservice.batch.formats import CSV
-from mlservice.batch.output import Counts, ErrorFile, OutputFile
-from mlservice.batch.runner import PART_BYTES, acquire_lease, manifest, release_lease, score_stream
-from mlservice.errors import WriteConflict
+from mlservice.batch.output import Counts, OutputFile, Results
+from mlservice.batch.scoring import score_stream
+from mlservice.errors import ServiceError
 from mlservice.serving.model_cache import LoadedModel, cache
 from mlservice.settings import get_settings
 
 PROBE_BYTES = 64 * 1024
-ASSEMBLY_LEASE_SECONDS = 900
-
-
-def _plan_key(job: str) -> str:
-    return keys.batch_job_prefix(job) + "plan.json"
-
-
-def _progress_key(job: str) -> str:
-    return keys.batch_job_prefix(job) + "progress.json"
-
-
-def _part_key(job: str, part: int, kind: str) -> str:
-    return f"{keys.batch_job_prefix(job)}parts/{part:05d}.{kind}"
+PART_BYTES = 8 * 1024 * 1024
 
 
 def _next_newline(key: str, offset: int, size: int) -> int:
@@ -86,76 +76,93 @@ def start(
     job: str,
     revision: str,
 ) -> dict:
-    """Plan the ranges and queue one message per range; a no-op when the plan already exists."""
+    """Plan the ranges and queue one message per range (again, when a crash may have cut the sending short)."""
     settings = get_settings()
-    ranges = line_ranges(spec.key, size, settings.batch_part_bytes)
-    plan = {
-        "job": job,
-        "input": {"key": spec.key, "etag": etag.strip('"'), "bytes": size, "revision": revision},
-        "model": spec.model,
-        "version": loaded.version,
-        "stage": stage,
-        "format": fmt,
-        "ranges": ranges,
-        "started": started,
-        "header": _header(spec.key, size) if fmt == CSV else None,
-    }
-    try:
-        storage.put_json(_plan_key(job), plan, if_none_match=True)
-    except WriteConflict:
-        return {"status": "in_progress", "job": job}
-    storage.send_messages(settings.batch_queue_url, [json.dumps({"job": job, "part": i}) for i in range(len(ranges))])
-    return {"status": "fanned_out", "job": job, "parts": len(ranges)}
-
-
-def _record_part(job: str, part: int, total: int) -> bool:
-    """Add a finished part to the progress set; True for the one caller whose write completed the set."""
-    for _ in range(200):
-        found = storage.get_json(_progress_key(job))
-        done, etag = (found[0]["done"], found[1]) if found else ([], None)
-        if part in done:
-            return len(done) == total  # a redelivery: completion may still need doing if assembly crashed
-        updated = {"done": sorted([*done, part])}
-        try:
-            if etag is None:
-                storage.put_json(_progress_key(job), updated, if_none_match=True)
-            else:
-                storage.put_json(_progress_key(job), updated, if_match=etag)
-            return len(updated["done"]) == total
-        except WriteConflict:
-            time.sleep(0.01)
-    raise RuntimeError(f"could not record part {part} of job {job}: too much contention")
+    plan = jobs.read_plan(job)
+    if plan is None:
+        ranges = line_ranges(spec.key, size, settings.batch_part_bytes)
+        plan = jobs.create_plan(
+            job,
+            {
+                "job": job,
+                "input": {"key": spec.key, "etag": etag.strip('"'), "bytes": size, "revision": revision},
+                "model": spec.model,
+                "version": loaded.version,
+                "stage": stage,
+                "format": fmt,
+                "ranges": ranges,
+                "started": started,
+                "header": _header(spec.key, size) if fmt == CSV else None,
+            },
+        )
+    parts = len(plan["ranges"])
+    if not plan["queued"]:
+        storage.send_messages(settings.batch_queue_url, [json.dumps({"job": job, "part": i}) for i in range(parts)])
+        jobs.mark_queued(job)
+    return {"status": "fanned_out", "job": job, "parts": parts}
 
 
 def process_part(message: dict[str, Any]) -> dict:
     """Predict one range (an SQS message's work) and, if it was the last, assemble the job."""
     job, part = str(message["job"]), int(message["part"])
-    found = storage.get_json(_plan_key(job))
-    if found is None:
+    plan = jobs.read_plan(job)
+    if plan is None:
         return {"status": "finished", "job": job}  # the job completed and its state was cleaned up
-    plan = found[0]
     total = len(plan["ranges"])
-    if not storage.exists(_part_key(job, part, "json")):
-        loaded = cache.get(plan["model"], plan["version"])
+    if not storage.exists(keys.batch_part_key(job, part, "json")):
+        try:
+            loaded = cache.select(plan["model"], None, plan["version"]).loaded
+        except ServiceError as error:
+            if error.status >= 500:
+                raise  # the store failed: SQS redelivers the message
+            return _abandon(job, plan, error)  # the version was deleted while the job ran
         start_byte, end_byte = plan["ranges"][part]
         body = storage.open_stream(plan["input"]["key"], (start_byte, end_byte))["Body"]
-        output = OutputFile(_part_key(job, part, "out"), plan["format"], False, PART_BYTES)
-        errors = ErrorFile(_part_key(job, part, "errors"), PART_BYTES)
+        results = Results(
+            keys.batch_part_key(job, part, "out"),
+            keys.batch_part_key(job, part, "errors"),
+            plan["format"],
+            False,
+            PART_BYTES,
+        )
         header = None if part == 0 else plan.get("header")
-        try:
+        with results.discarded_on_failure():
             counts, header_record = score_stream(
-                body, plan["format"], False, loaded, output, errors, header_record=header, write_header=part == 0
+                body,
+                plan["format"],
+                False,
+                loaded,
+                results.output,
+                results.errors,
+                header_record=header,
+                write_header=part == 0,
             )
-        except BaseException:
-            output.abort()
-            errors.abort()
-            raise
-        output.close()
-        errors.close()
-        storage.put_json(_part_key(job, part, "json"), {**counts.__dict__, "header": header_record})
-    if _record_part(job, part, total):
+            results.complete()
+        storage.put_json(keys.batch_part_key(job, part, "json"), {**counts.__dict__, "header": header_record})
+    if jobs.record_part(job, part, total):
         return assemble(job, plan)
     return {"status": "part_done", "job": job, "part": part}
+
+
+def _abandon(job: str, plan: dict, error: ServiceError) -> dict:
+    """End a job that can no longer succeed with a failed manifest naming why (every later message finds the
+    job finished), instead of leaving its messages to fail into the dead-letter queue."""
+    input_ = plan["input"]
+    spec = keys.parse_batch_input(input_["key"])
+    document = jobs.fail(
+        spec,
+        input_["key"],
+        input_["etag"],
+        input_["bytes"],
+        plan["started"],
+        error,
+        version=plan["version"],
+        stage=plan["stage"],
+        parts=len(plan["ranges"]),
+        revision=input_["revision"],
+    )
+    jobs.finish(job)
+    return document
 
 
 def _stream_copy(key: str, sink: OutputFile) -> None:
@@ -166,45 +173,42 @@ def _stream_copy(key: str, sink: OutputFile) -> None:
 
 def assemble(job: str, plan: dict) -> dict:
     """Concatenate the parts in order into the output (and the rejected rows, with absolute line numbers),
-    write the manifest, and remove the job's state. One assembler at a time, under a lease."""
-    assembly_lease = keys.batch_job_prefix(job) + "assembly.json"
-    if not acquire_lease(assembly_lease, ASSEMBLY_LEASE_SECONDS):
-        return {"status": "assembling", "job": job}
-    spec = keys.parse_batch_input(plan["input"]["key"])
-    output = OutputFile(spec.output_key, plan["format"], False, PART_BYTES)
-    errors = ErrorFile(spec.errors_key, PART_BYTES)
-    totals = Counts()
-    offset = 0
-    try:
-        for part in range(len(plan["ranges"])):
-            counts = storage.get_json(_part_key(job, part, "json"))[0]
-            _stream_copy(_part_key(job, part, "out"), output)
-            if storage.exists(_part_key(job, part, "errors")):
-                body = storage.open_stream(_part_key(job, part, "errors"))["Body"]
-                errors.add([json.loads(line) for line in body.iter_lines() if line], offset if part else 0)
-            offset += counts["lines"]
-            totals.add(Counts(counts["rows_in"], counts["predicted"], counts["rejected"], counts["lines"]))
-        output.close()
-        outputs = {"predictions": spec.output_key, "errors": errors.close()}
-    except BaseException:
-        output.abort()
-        errors.abort()
-        release_lease(assembly_lease)
-        raise
+    write the manifest, and remove the job's state. One assembler at a time, under a lease; another
+    delivery meeting it fails and is retried by SQS."""
     input_ = plan["input"]
-    document = manifest(
-        spec,
-        input_["key"],
-        input_["etag"],
-        input_["bytes"],
-        plan["started"],
-        version=plan["version"],
-        stage=plan["stage"],
-        counts=totals,
-        outputs=outputs,
-        parts=len(plan["ranges"]),
-        revision=input_["revision"],
-    )
-    storage.put_json(spec.manifest_key, document)
-    storage.delete_prefix(keys.batch_job_prefix(job))
-    return document
+    spec = keys.parse_batch_input(input_["key"])
+    with jobs.Lease(keys.batch_assembly_lease_key(job)).held() as lease:
+        if jobs.already_done(spec, input_["etag"], input_["revision"]):  # assembled before a crash in cleanup
+            jobs.finish(job)
+            return {"status": "finished", "job": job}
+        results = Results(spec.output_key, spec.errors_key, plan["format"], False, PART_BYTES)
+        totals = Counts()
+        offset = 0
+        with results.discarded_on_failure():
+            for part in range(len(plan["ranges"])):
+                counts = storage.get_json(keys.batch_part_key(job, part, "json"))[0]
+                _stream_copy(keys.batch_part_key(job, part, "out"), results.output)
+                if storage.exists(keys.batch_part_key(job, part, "errors")):
+                    body = storage.open_stream(keys.batch_part_key(job, part, "errors"))["Body"]
+                    rejected = [json.loads(line) for line in body.iter_lines() if line]
+                    results.errors.add(rejected, offset if part else 0)
+                offset += counts["lines"]
+                totals.add(Counts(counts["rows_in"], counts["predicted"], counts["rejected"], counts["lines"]))
+            lease.check()
+            outputs = results.complete()
+        document = jobs.manifest(
+            spec,
+            input_["key"],
+            input_["etag"],
+            input_["bytes"],
+            plan["started"],
+            version=plan["version"],
+            stage=plan["stage"],
+            counts=totals,
+            outputs=outputs,
+            parts=len(plan["ranges"]),
+            revision=input_["revision"],
+        )
+        jobs.write_manifest(input_["key"], spec, document)
+        jobs.finish(job)
+        return document

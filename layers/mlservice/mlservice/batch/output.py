@@ -3,7 +3,9 @@ each streamed into S3 and visible only once complete."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from mlservice import storage
@@ -28,6 +30,7 @@ class OutputFile:
     """Text in, bytes (gzip when asked) out to one S3 object through a multipart upload."""
 
     def __init__(self, key: str, fmt: str, compressed: bool, part_bytes: int) -> None:
+        self.key = key
         content = "text/csv" if fmt == CSV else "application/x-ndjson"
         self.writer = storage.MultipartWriter(key, "application/gzip" if compressed else content, part_bytes)
         self.compressor = Compressor() if compressed else None
@@ -79,3 +82,26 @@ class ErrorFile:
     def abort(self) -> None:
         if self.writer is not None:
             self.writer.abort()
+
+
+class Results:
+    """A run's predictions and rejected rows: written as the run goes, then completed together — or, when the
+    run fails, discarded together, so that nothing partial is ever visible."""
+
+    def __init__(self, output_key: str, errors_key: str, fmt: str, compressed: bool, part_bytes: int) -> None:
+        self.output = OutputFile(output_key, fmt, compressed, part_bytes)
+        self.errors = ErrorFile(errors_key, part_bytes)
+
+    @contextlib.contextmanager
+    def discarded_on_failure(self) -> Iterator[Results]:
+        try:
+            yield self
+        except BaseException:
+            self.output.abort()
+            self.errors.abort()
+            raise
+
+    def complete(self) -> dict:
+        """Complete both files; returns the manifest's `outputs` (the errors file is None when none was rejected)."""
+        self.output.close()
+        return {"predictions": self.output.key, "errors": self.errors.close()}

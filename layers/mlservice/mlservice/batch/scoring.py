@@ -1,19 +1,26 @@
-"""Predicting one chunk of a batch file: validate each record, predict the good ones in one call, and render
+"""Predicting a batch stream: validate each record, predict the good ones a chunk at a time, and render
 output records (each input record joined with its prediction) and rejected records (line and reason)."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 from dataclasses import dataclass, field
 from itertools import repeat
+from typing import BinaryIO
 
 import numpy as np
 
-from mlservice.batch.formats import CSV, Chunk, csv_field, parse_json_line, split_csv
-from mlservice.errors import bad_request
+from mlservice import storage
+from mlservice.batch.formats import CSV, Chunk, RecordReader, csv_field, parse_csv_header, parse_json_line, split_csv
+from mlservice.batch.output import Counts, ErrorFile, OutputFile
+from mlservice.errors import ServiceError, bad_request
 from mlservice.features import NUMERIC, rows_to_matrix_lenient
 from mlservice.serving.model_cache import LoadedModel
-from mlservice.serving.predictor import json_values
+from mlservice.serving.predictor import json_values, run_model
+from mlservice.settings import get_settings
+from mlservice.text import encodable
 
 PREDICTION = "prediction"
 PROBABILITIES = "probabilities"
@@ -136,8 +143,24 @@ class Scorer:
                 objects = [objects[k] for k in keep] if objects else objects
         if not positions:
             return Scored("", 0, rejected)
-        predictions = self.loaded.pipeline.predict(matrix)
-        probabilities = self.loaded.pipeline.predict_proba(matrix) if self.with_proba else None
+        try:
+            predictions, probabilities = run_model(self.loaded, matrix, self.with_proba)
+        except ServiceError:
+            # A row the model cannot use (a value that overflows its scaling) fails the whole chunk's call: find
+            # it one row at a time — the rare path — reject it, and predict the others together.
+            usable = []
+            for k in range(len(positions)):
+                try:
+                    run_model(self.loaded, matrix[k : k + 1], self.with_proba)
+                    usable.append(k)
+                except ServiceError as error:
+                    rejected.append(self._reject(chunk, positions[k], _row_reason(error.message)))
+            rejected.sort(key=lambda r: r["line"])
+            matrix, positions = matrix[usable], [positions[k] for k in usable]
+            objects = [objects[k] for k in usable] if objects else objects
+            if not positions:
+                return Scored("", 0, rejected)
+            predictions, probabilities = run_model(self.loaded, matrix, self.with_proba)
         if self.fmt == CSV:
             text = self._csv_lines([chunk.records[p] for p in positions], predictions, probabilities)
         else:
@@ -167,4 +190,56 @@ class Scorer:
             if rows is not None:
                 obj[self.proba_name] = dict(zip(self.classes, rows[k], strict=True))
             out.append(json.dumps(obj, ensure_ascii=False, allow_nan=False))
-        return "\n".join(out) + "\n"
+        text = "\n".join(out) + "\n"
+        if not encodable(text):
+            # A record with a lone "\ud800" escape parses to a string UTF-8 cannot hold: write such lines with
+            # the escapes kept (ensure_ascii), which is the record's own spelling and still valid JSON.
+            lines = (
+                line if encodable(line) else json.dumps(obj, allow_nan=False)
+                for obj, line in zip(objects, out, strict=True)
+            )
+            text = "\n".join(lines) + "\n"
+        return text
+
+
+def score_stream(
+    stream: BinaryIO,
+    fmt: str,
+    compressed: bool,
+    loaded: LoadedModel,
+    output: OutputFile,
+    errors: ErrorFile,
+    *,
+    header_record: str | None = None,
+    write_header: bool = True,
+) -> tuple[Counts, str | None]:
+    """Predict every record of a stream into `output`, rejected ones into `errors`; returns the counts and the
+    CSV header record (read from the stream when not given). Line numbers count from the stream's start."""
+    with contextlib.closing(storage.Prefetcher(stream)) as prefetched:
+        reader = RecordReader(prefetched, fmt, compressed, get_settings().batch_chunk_rows)
+        chunks = reader.chunks()
+        pending: Chunk | None = None
+        if fmt == CSV:
+            if header_record is None:
+                first = next(chunks, None)
+                if first is None:
+                    raise bad_request("the file is empty: a CSV file needs a header row", code="missing_header")
+                header_record = first.records[0]
+                pending = Chunk(first.lines[1:], first.records[1:])
+            scorer = Scorer(loaded, CSV, parse_csv_header(header_record))
+            if write_header:
+                output.write(scorer.csv_header(header_record))
+        else:
+            scorer = Scorer(loaded, fmt)
+        counts = Counts()
+        for chunk in itertools.chain([pending] if pending else [], chunks):
+            if not chunk.records:
+                continue
+            scored = scorer.score(chunk)
+            output.write(scored.text)
+            errors.add(scored.rejected)
+            counts.rows_in += len(chunk.records)
+            counts.predicted += scored.predicted
+            counts.rejected += len(scored.rejected)
+        counts.lines = reader.last_line
+    return counts, header_record

@@ -23,6 +23,14 @@ PLATFORM = "sklearn"
 INTEGER_TYPES = {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 FLOAT_TYPES = {"FP16", "FP32", "FP64"}
 DATATYPES = INTEGER_TYPES | FLOAT_TYPES | {"BOOL", "BYTES"}
+# The values each numeric datatype can hold (FP16 and FP32 by their largest finite value).
+RANGES = {
+    **{f"INT{bits}": (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) for bits in (8, 16, 32, 64)},
+    **{f"UINT{bits}": (0, 2**bits - 1) for bits in (8, 16, 32, 64)},
+    "FP16": (-65504.0, 65504.0),
+    "FP32": (-3.4028234663852886e38, 3.4028234663852886e38),
+    "FP64": (-math.inf, math.inf),
+}
 OUTPUTS = ("predict", "predict_proba")
 
 
@@ -54,6 +62,7 @@ def _check_elements(values: list, datatype: str, name: str) -> None:
         if bad is not None:
             raise bad_request(f"input {name!r}: datatype BOOL holds true/false, got {bad!r}")
         return
+    low, high = RANGES[datatype]
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise bad_request(f"input {name!r}: datatype {datatype} holds numbers, got {str(v)[:40]!r}")
@@ -61,6 +70,8 @@ def _check_elements(values: list, datatype: str, name: str) -> None:
             raise bad_request(f"input {name!r}: datatype {datatype} holds integers, got {v!r}")
         if isinstance(v, float) and not math.isfinite(v):
             raise bad_request(f"input {name!r}: {v!r} is not a finite number")
+        if not low <= v <= high:
+            raise bad_request(f"input {name!r}: {str(v)[:40]} does not fit datatype {datatype} ({low:g} to {high:g})")
 
 
 def decode_tensor(tensor: dict) -> tuple[list[int], list]:

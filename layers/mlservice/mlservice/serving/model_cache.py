@@ -1,10 +1,14 @@
-"""Loaded models kept warm across invocations of one container.
+"""Loaded models kept warm across invocations of one container, and the registry copies that route to them.
 
-Two caches with different lifetimes: models are cached by (name, version) — a version's artifact never
-changes, so there is nothing to invalidate — and stages resolve to versions through a short TTL, so a deploy
-is seen within `STAGE_CACHE_TTL_SECONDS` without reloading any artifact. A cached version is re-checked for
-existence on the same TTL, so a deleted version stops being served as promptly as a redeployed stage.
-Loads of one version are serialised by a per-key lock: concurrent first requests download it once.
+Two caches with different lifetimes. Models are cached by (name, version): a version's artifact never
+changes, so there is nothing to invalidate. Each model's registry document (stage pointers, which versions
+are live, their digests) is re-read after `STAGE_CACHE_TTL_SECONDS`, so a deploy, rollback or delete reaches
+every warm container within that time without reloading any artifact.
+
+Stale-if-error: when the registry cannot be re-read because S3 is unavailable, the last copy keeps being used
+for up to `STALE_IF_ERROR_SECONDS`, and the selection says how old it is (the API puts that in a response
+header), so a short S3 outage does not take prediction down with it. Loads of one version are serialised by
+a per-key lock: concurrent first requests download it once.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ import io
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from mlservice import keys, registry, storage
-from mlservice.errors import not_found
+from mlservice import registry
+from mlservice.errors import IntegrityError, ServiceError, StorageUnavailable
 from mlservice.settings import get_settings
+
+REGISTRY_COPIES = 256
 
 
 @dataclass
@@ -27,7 +33,7 @@ class LoadedModel:
     version: int
     metadata: dict
     pipeline: Any
-    checked_at: float = field(default_factory=time.monotonic)
+    sha256: str
 
     @property
     def features(self) -> list[dict]:
@@ -46,6 +52,18 @@ class LoadedModel:
         return self.is_classifier and hasattr(self.pipeline, "predict_proba")
 
 
+@dataclass(frozen=True)
+class Selection:
+    """The model a request addresses, the stage it came through (None when pinned by version), the registry
+    document that chose it, and how many seconds old that copy was when S3 could not be reached (None when it
+    was fresh)."""
+
+    loaded: LoadedModel
+    stage: str | None
+    registry: dict
+    stale_seconds: float | None
+
+
 def _unpickle(data: bytes) -> Any:
     import joblib  # imported on first load, not at cold start of routes that never load a model
 
@@ -53,58 +71,76 @@ def _unpickle(data: bytes) -> Any:
 
 
 class ModelCache:
-    """A small LRU of loaded models plus a TTL map of stage → version."""
+    """A small LRU of loaded models plus a TTL copy of each model's registry document."""
 
     def __init__(self) -> None:
         self._models: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
-        self._stages: dict[tuple[str, str], tuple[int, float]] = {}
+        self._registries: OrderedDict[str, tuple[dict, float]] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[tuple[str, int], threading.Lock] = {}
 
     def clear(self) -> None:
         with self._lock:
             self._models.clear()
-            self._stages.clear()
+            self._registries.clear()
 
-    def resolve_stage(self, model: str, stage: str) -> int:
-        ttl = get_settings().stage_cache_ttl
+    def _copy(self, model: str, fresh: bool = False) -> tuple[dict, float | None, bool]:
+        """The model's registry document; the age of the copy used when S3 failed (else None); and whether it
+        was read just now. `fresh` re-reads it even within the TTL."""
+        settings = get_settings()
         now = time.monotonic()
         with self._lock:
-            cached = self._stages.get((model, stage))
-        if cached and now - cached[1] < ttl:
-            return cached[0]
-        version = registry.resolve_stage(model, stage)
+            cached = self._registries.get(model)
+        if cached is not None and now - cached[1] < settings.stage_cache_ttl and not fresh:
+            return cached[0], None, False
+        try:
+            document = registry.load(model)
+        except StorageUnavailable:
+            if cached is not None and now - cached[1] < settings.stale_if_error_seconds:
+                return cached[0], now - cached[1], False
+            raise
         with self._lock:
-            self._stages[(model, stage)] = (version, now)
-        return version
+            self._registries[model] = (document, now)
+            self._registries.move_to_end(model)
+            while len(self._registries) > REGISTRY_COPIES:
+                self._registries.popitem(last=False)
+        return document, None, True
 
-    def get(self, model: str, version: int) -> LoadedModel:
-        settings = get_settings()
+    def select(self, model: str, stage: str | None, version: int | None) -> Selection:
+        """The loaded model for a stage (or a pinned version) of a model, as its registry says now.
+
+        A cached copy is trusted only for what it finds: when it names no such stage or version (a new
+        deployment), or points at a version whose artifact is gone (deleted since the copy was read), the
+        registry is read again at once and that answer stands."""
+        document, stale, fresh = self._copy(model)
+        while True:
+            try:
+                served = version if version is not None else registry.resolve_stage(document, str(stage))
+                entry = registry.ready_entry(document, model, served)
+                return Selection(self._load(model, served, entry), stage, document, stale)
+            except ServiceError as error:
+                outdated = error.status == 404 or isinstance(error, IntegrityError)
+                if fresh or stale is not None or not outdated:
+                    raise
+                document, stale, fresh = self._copy(model, fresh=True)
+
+    def _load(self, model: str, version: int, entry: dict) -> LoadedModel:
         key = (model, version)
         with self._lock:
             loaded = self._models.get(key)
-            if loaded is not None:
+            if loaded is not None and loaded.sha256 == entry["sha256"]:
                 self._models.move_to_end(key)
-        if loaded is not None:
-            if time.monotonic() - loaded.checked_at < settings.stage_cache_ttl:
                 return loaded
-            if storage.exists(keys.metadata_key(model, version)):
-                loaded.checked_at = time.monotonic()
-                return loaded
-            with self._lock:
-                self._models.pop(key, None)
-            raise not_found("version_not_found", f"model {model!r} has no version {version}")
-        with self._lock:
             gate = self._loading.setdefault(key, threading.Lock())
         with gate:
             with self._lock:
                 loaded = self._models.get(key)
-            if loaded is None:
-                data, metadata = registry.load_verified_artifact(model, version)
-                loaded = LoadedModel(model, version, metadata, _unpickle(data))
+            if loaded is None or loaded.sha256 != entry["sha256"]:
+                data, metadata = registry.load_verified_artifact(model, version, entry)
+                loaded = LoadedModel(model, version, metadata, _unpickle(data), entry["sha256"])
                 with self._lock:
                     self._models[key] = loaded
-                    while len(self._models) > max(1, settings.model_cache_size):
+                    while len(self._models) > max(1, get_settings().model_cache_size):
                         self._models.popitem(last=False)
         return loaded
 

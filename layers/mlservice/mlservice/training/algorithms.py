@@ -81,9 +81,14 @@ class Float(Spec):
     high_open: bool = False
 
     def check(self, value: Any) -> float:
-        if not _is_number(value) or not math.isfinite(value):
+        if not _is_number(value):
             raise _Invalid
-        number = float(value)
+        try:
+            number = float(value)  # an integer of hundreds of digits does not fit a float
+        except OverflowError:
+            raise _Invalid from None
+        if not math.isfinite(number):
+            raise _Invalid
         above = number > self.low if self.low_open else number >= self.low
         below = number < self.high if self.high_open else number <= self.high
         if not (above and below):
@@ -494,7 +499,11 @@ def check_combination(algorithm: Algorithm, task: str, params: dict[str, Any], c
     if name == "knn":
         k = params.get("n_neighbors", 5)
         if k > context.smallest_fit_rows:
-            _conflict(f"n_neighbors {k} exceeds the {context.smallest_fit_rows} rows a model is fitted on")
+            default = "" if "n_neighbors" in params else " (the default)"
+            _conflict(
+                f"n_neighbors {k}{default} exceeds the {context.smallest_fit_rows} rows a model is fitted on; "
+                f"set n_neighbors to at most {context.smallest_fit_rows}"
+            )
     if name == "gradient_boosting" and params.get("loss") == "exponential" and (context.n_classes or 0) > 2:
         _conflict("gradient_boosting loss 'exponential' needs exactly two classes")
     poisson = params.get("criterion") == "poisson" and task == REGRESSION

@@ -1,8 +1,11 @@
 """Training data: the four ways a request can supply it, all turned into one table of raw values.
 
-Values stay raw (JSON values, or strings from CSV) until `mlservice.features.rows_to_matrix` encodes them,
-so training sees exactly what serving will see. Size limits are enforced while reading, so an oversized
-upload fails with 413 before it is parsed in full.
+The four sources are pydantic models (`TrainingData`, part of the training request), so their structure is
+checked with the rest of the request; what they contain is checked here, as it is read. Values stay raw (JSON
+values, or strings from CSV) until `mlservice.features.rows_to_matrix` encodes them, so training sees exactly
+what serving will see. Size limits are enforced while reading — columns as soon as the header (or a record)
+names them, rows and cells row by row, an S3 object's size before it is downloaded — so an oversized upload
+fails with 413 before it is parsed in full, and every check is linear in the data.
 """
 
 from __future__ import annotations
@@ -16,16 +19,73 @@ import re
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Discriminator, Tag
 
 from mlservice import keys, storage
 from mlservice.errors import bad_request, not_found, too_large
+from mlservice.fields import Body
 from mlservice.settings import Settings
+from mlservice.text import json_has_lone_surrogate
 
 BUNDLED = ("iris", "wine", "breast_cancer", "diabetes", "digits")
 BUNDLED_TARGET = "target"
 MAX_COLUMN_NAME = 256
-DATA_FORMS = (("columns", "rows"), ("records",), ("s3_key",), ("dataset",))
+DATA_FORMS = '{"columns","rows"}, {"records"}, {"s3_key"} or {"dataset"}'
+
+
+class ColumnsData(Body):
+    """Inline table: column names and rows of values in that order."""
+
+    columns: list[str]
+    rows: list[list[Any]]
+
+
+class RecordsData(Body):
+    """Inline records: one object of column values per row (a missing key is null)."""
+
+    records: list[dict[str, Any]]
+
+
+class S3Data(Body):
+    """A CSV or JSON Lines file (optionally gzip) uploaded under datasets/ in the service's bucket."""
+
+    s3_key: str
+
+
+class BundledData(Body):
+    """One of scikit-learn's bundled datasets (its target column is `target`)."""
+
+    dataset: Literal[BUNDLED]  # type: ignore[valid-type]
+
+
+def _form(value: Any) -> str | None:
+    """Which of the four sources a `data` object is (pydantic reports the errors of that one only)."""
+    if not isinstance(value, dict):
+        return None
+    found = [form for form, fields in FORMS.items() if any(name in value for name in fields)]
+    return found[0] if len(found) == 1 else None
+
+
+FORMS = {
+    "<columns>": ("columns", "rows"),
+    "<records>": ("records",),
+    "<s3_key>": ("s3_key",),
+    "<dataset>": ("dataset",),
+}
+# Tags in angle brackets: they appear in error locations, where the error mapping leaves them out.
+TrainingData = Annotated[
+    Annotated[ColumnsData, Tag("<columns>")]
+    | Annotated[RecordsData, Tag("<records>")]
+    | Annotated[S3Data, Tag("<s3_key>")]
+    | Annotated[BundledData, Tag("<dataset>")],
+    Discriminator(
+        _form,
+        custom_error_type="data_source",
+        custom_error_message=f"data must be an object with exactly one source: {DATA_FORMS}",
+    ),
+]
 
 
 @dataclass
@@ -37,18 +97,33 @@ class Table:
     default_target: str | None = None
     default_task: str | None = None
 
+    def __post_init__(self) -> None:
+        self._positions = {name: i for i, name in enumerate(self.columns)}
+
     def index(self, name: str) -> int:
-        return self.columns.index(name)
+        return self._positions[name]
+
+    def has(self, name: str) -> bool:
+        return name in self._positions
 
 
 class _Limits:
-    """Counts rows and cells as they are read; raises 413 on the first row past a limit."""
+    """Counts columns, rows and cells as they are read; raises 413 on the first one past a limit."""
 
     def __init__(self, settings: Settings, width: int) -> None:
         self.max_rows = settings.max_train_rows
         self.max_cells = settings.max_train_cells
-        self.width = width
+        self.max_columns = settings.max_train_columns
         self.rows = 0
+        self.width = 0
+        self.widen(width)
+
+    def widen(self, width: int) -> None:
+        self.width = width
+        if width > self.max_columns:
+            raise too_large(
+                f"training data has more than {self.max_columns} columns (MAX_TRAIN_COLUMNS); select fewer columns"
+            )
 
     def add(self) -> None:
         self.rows += 1
@@ -66,9 +141,11 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _check_columns(columns: Any, what: str) -> list[str]:
+def _check_columns(columns: Any, what: str, settings: Settings) -> list[str]:
     if not isinstance(columns, list) or not columns:
         raise bad_request(f"{what} must be a non-empty list of column names", code="invalid_data")
+    _Limits(settings, len(columns))  # before looking at a million names one by one
+    seen: set[str] = set()
     for name in columns:
         if not isinstance(name, str) or not name.strip() or len(name) > MAX_COLUMN_NAME:
             raise bad_request(
@@ -76,23 +153,19 @@ def _check_columns(columns: Any, what: str) -> list[str]:
                 f"{MAX_COLUMN_NAME} characters",
                 code="invalid_data",
             )
-    seen: set[str] = set()
-    for name in columns:
         if name in seen:
             raise bad_request(f"{what} names column {name!r} twice", code="invalid_data")
         seen.add(name)
     return list(columns)
 
 
-def _from_columns(data: dict, settings: Settings) -> Table:
-    columns = _check_columns(data["columns"], "data.columns")
-    rows = data["rows"]
-    if not isinstance(rows, list):
-        raise bad_request("data.rows must be a list of rows", code="invalid_data")
+def _from_columns(data: ColumnsData, settings: Settings) -> Table:
+    columns = _check_columns(data.columns, "data.columns", settings)
+    rows = data.rows
     limits = _Limits(settings, len(columns))
     for index, row in enumerate(rows):
         limits.add()
-        if not isinstance(row, list) or len(row) != len(columns):
+        if len(row) != len(columns):
             raise bad_request(
                 f"data.rows[{index}] must be a list of {len(columns)} values (one per column)", code="invalid_data"
             )
@@ -104,7 +177,7 @@ def _records_table(records: Iterable[tuple[str, Any]], settings: Settings) -> tu
     a key a record lacks is null."""
     position: dict[str, int] = {}
     dicts: list[dict] = []
-    limits = _Limits(settings, 1)
+    limits = _Limits(settings, 0)
     for where, record in records:
         if not isinstance(record, dict):
             raise bad_request(f"{where} must be an object of column values, got {_shown(record)}", code="invalid_data")
@@ -113,7 +186,7 @@ def _records_table(records: Iterable[tuple[str, Any]], settings: Settings) -> tu
                 if not name.strip() or len(name) > MAX_COLUMN_NAME:
                     raise bad_request(f"{where} has an invalid column name {_shown(name)}", code="invalid_data")
                 position[name] = len(position)
-                limits.width = len(position)
+                limits.widen(len(position))
         limits.add()
         dicts.append(record)
     columns = list(position)
@@ -123,17 +196,14 @@ def _records_table(records: Iterable[tuple[str, Any]], settings: Settings) -> tu
     return columns, rows
 
 
-def _from_records(data: dict, settings: Settings) -> Table:
-    records = data["records"]
-    if not isinstance(records, list):
-        raise bad_request("data.records must be a list of objects", code="invalid_data")
+def _from_records(data: RecordsData, settings: Settings) -> Table:
+    records = data.records
     columns, rows = _records_table(((f"data.records[{i}]", r) for i, r in enumerate(records)), settings)
     return Table(columns, rows, {"type": "inline", "format": "records"})
 
 
-def _text_lines(raw: bytes, key: str) -> Iterator[str]:
-    """The file's lines, gunzipped by extension and decoded as UTF-8 incrementally (no full-size copy)."""
-    stream: io.BufferedIOBase = io.BytesIO(raw)
+def _text_lines(stream: io.RawIOBase, key: str) -> Iterator[str]:
+    """The file's lines, gunzipped by extension and decoded as UTF-8 incrementally, as they are downloaded."""
     if key.lower().endswith(".gz"):
         stream = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[assignment]
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
@@ -152,13 +222,13 @@ def _text_lines(raw: bytes, key: str) -> Iterator[str]:
         yield pending
 
 
-def _read_csv(raw: bytes, key: str, settings: Settings) -> tuple[list[str], list[list[Any]]]:
-    reader = csv.reader(_text_lines(raw, key), strict=True)
+def _read_csv(stream: io.RawIOBase, key: str, settings: Settings) -> tuple[list[str], list[list[Any]]]:
+    reader = csv.reader(_text_lines(stream, key), strict=True)
     try:
         header = next((row for row in reader if row), None)
         if header is None:
             raise bad_request(f"CSV file {key!r} is empty: it needs a header row", code="invalid_data")
-        columns = _check_columns([name.strip() for name in header], f"the header row of {key!r}")
+        columns = _check_columns([name.strip() for name in header], f"the header row of {key!r}", settings)
         limits = _Limits(settings, len(columns))
         rows: list[list[Any]] = []
         for row in reader:
@@ -176,27 +246,40 @@ def _read_csv(raw: bytes, key: str, settings: Settings) -> tuple[list[str], list
     return columns, rows
 
 
-def _read_jsonl(raw: bytes, key: str, settings: Settings) -> tuple[list[str], list[list[Any]]]:
+def _read_jsonl(stream: io.RawIOBase, key: str, settings: Settings) -> tuple[list[str], list[list[Any]]]:
     def records() -> Iterator[tuple[str, Any]]:
-        for number, line in enumerate(_text_lines(raw, key), start=1):
+        for number, line in enumerate(_text_lines(stream, key), start=1):
             if not line.strip():
                 continue
             try:
-                yield f"line {number} of {key!r}", json.loads(line)
+                record = json.loads(line)
             except json.JSONDecodeError as error:
                 raise bad_request(f"line {number} of {key!r} is not JSON: {error.msg}", code="invalid_data") from None
+            except (ValueError, RecursionError):  # a number of over 4,300 digits, nesting beyond the stack
+                raise bad_request(f"line {number} of {key!r} is not usable JSON", code="invalid_data") from None
+            if json_has_lone_surrogate(line, record):
+                raise bad_request(
+                    f"line {number} of {key!r} holds a string with a lone UTF-16 surrogate escape, which is not text",
+                    code="invalid_encoding",
+                )
+            yield f"line {number} of {key!r}", record
 
     return _records_table(records(), settings)
 
 
-def _from_s3(data: dict, settings: Settings) -> Table:
-    key = keys.dataset_key(data["s3_key"])
-    raw = storage.get_bytes(key)
-    if raw is None:
+def _from_s3(data: S3Data, settings: Settings) -> Table:
+    key = keys.dataset_key(data.s3_key)
+    head = storage.head(key)
+    if head is None:
         raise not_found("dataset_not_found", f"no dataset at s3 key {key!r}; upload it under datasets/ first")
+    size = int(head["ContentLength"])
+    if size > settings.max_dataset_bytes:
+        raise too_large(f"dataset {key!r} has {size} bytes, more than {settings.max_dataset_bytes} (MAX_DATASET_BYTES)")
+    stream = storage.ChunkReader(key)
     name = key.lower().removesuffix(".gz")
-    columns, rows = _read_csv(raw, key, settings) if name.endswith(".csv") else _read_jsonl(raw, key, settings)
-    return Table(columns, rows, {"type": "s3_key", "s3_key": key, "bytes": len(raw)})
+    read = _read_csv if name.endswith(".csv") else _read_jsonl
+    columns, rows = read(stream, key, settings)  # type: ignore[arg-type]
+    return Table(columns, rows, {"type": "s3_key", "s3_key": key, "bytes": size})
 
 
 def snake_case(name: str) -> str:
@@ -204,11 +287,7 @@ def snake_case(name: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", name.lower()).strip("_")
 
 
-def _bundled(name: Any, settings: Settings) -> Table:
-    if name not in BUNDLED:
-        raise bad_request(
-            f"data.dataset {_shown(name)} is not bundled; choose one of: {', '.join(BUNDLED)}", code="invalid_data"
-        )
+def _bundled(name: str, settings: Settings) -> Table:
     from sklearn import datasets as sk
 
     loader = {
@@ -237,40 +316,17 @@ def _bundled(name: Any, settings: Settings) -> Table:
     return Table(columns, rows, {"type": "dataset", "dataset": name}, default_target=BUNDLED_TARGET, default_task=task)
 
 
-def load_table(data: Any, settings: Settings) -> Table:
-    """The request's `data` as a table; 400 for a malformed spec, 404 for a missing S3 key, 413 when too big."""
-    if not isinstance(data, dict):
-        raise bad_request(
-            'data must be an object: {"columns","rows"}, {"records"}, {"s3_key"} or {"dataset"}', code="invalid_data"
-        )
-    given = [form for form in DATA_FORMS if any(field in data for field in form)]
-    allowed = {field for form in DATA_FORMS for field in form}
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise bad_request(
-            f"data has unknown field(s) {', '.join(map(repr, unknown))}; use exactly one of "
-            '{"columns","rows"}, {"records"}, {"s3_key"} or {"dataset"}',
-            code="invalid_data",
-        )
-    if len(given) != 1:
-        named = " and ".join("/".join(form) for form in given) or "none"
-        raise bad_request(
-            f'data must use exactly one source: {{"columns","rows"}}, {{"records"}}, {{"s3_key"}} or {{"dataset"}} '
-            f"(got {named})",
-            code="invalid_data",
-        )
-    form = given[0]
-    missing = [field for field in form if field not in data]
-    if missing:
-        raise bad_request(f"data.{form[0]} needs data.{missing[0]} as well", code="invalid_data")
-    if form == ("columns", "rows"):
+def load_table(data: ColumnsData | RecordsData | S3Data | BundledData, settings: Settings) -> Table:
+    """The request's data source read into a table; 400 for bad contents, 404 for a missing S3 key, 413 when
+    too big."""
+    if isinstance(data, ColumnsData):
         table = _from_columns(data, settings)
-    elif form == ("records",):
+    elif isinstance(data, RecordsData):
         table = _from_records(data, settings)
-    elif form == ("s3_key",):
+    elif isinstance(data, S3Data):
         table = _from_s3(data, settings)
     else:
-        table = _bundled(data["dataset"], settings)
+        table = _bundled(data.dataset, settings)
     if not table.rows:
         raise bad_request("the training data has no rows", code="invalid_data")
     return table

@@ -1,9 +1,11 @@
 """Train one model version from a request body: validate, load, encode, fit, evaluate, serialise.
 
-`train` is the only entry point. It trusts nothing about the request (the API may pass any JSON), fits a
-single scikit-learn Pipeline on the rows_to_matrix encoding that serving also uses, evaluates it on a
-holdout the model never saw, and returns the joblib bytes plus the metadata the registry stores with them.
-The artifact is fitted on the training part only, so the metrics describe exactly the model that is served.
+`train` is the only entry point. It takes the validated TrainRequest (or a dict it validates the same way the
+API does), reads and checks the data in this process, estimates the cost and refuses what would not fit the
+budget, then fits a single scikit-learn Pipeline on the rows_to_matrix encoding that serving also uses — in a
+child process stopped at the training deadline — evaluates it on a holdout the model never saw, and returns
+the joblib bytes plus the metadata the registry stores with them. The artifact is fitted on the training part
+only, so the metrics describe exactly the model that is served.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import platform
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import joblib
@@ -24,132 +25,25 @@ import numpy as np
 import sklearn
 from sklearn.model_selection import train_test_split
 
+from mlservice import fields
 from mlservice.errors import bad_request
-from mlservice.features import TEXT, rows_to_matrix
+from mlservice.features import CATEGORICAL, TEXT, rows_to_matrix
 from mlservice.settings import get_settings
-from mlservice.training import algorithms, metrics, preprocessing
-from mlservice.training.algorithms import CLASSIFICATION, TASKS, Algorithm
+from mlservice.training import algorithms, budget, metrics, preprocessing
+from mlservice.training import deadline as deadline_runner
+from mlservice.training.algorithms import CLASSIFICATION, Algorithm
 from mlservice.training.datasets import Table, load_table
+from mlservice.training.request import TrainRequest
 
-REQUEST_FIELDS = (
-    "algorithm",
-    "task",
-    "hyperparameters",
-    "data",
-    "target",
-    "features",
-    "text_features",
-    "test_size",
-    "random_state",
-    "cv",
-    "description",
-)
 MIN_ROWS = 10
 DEFAULT_TEST_SIZE = 0.2
-TEST_SIZE_RANGE = (0.05, 0.5)
-CV_RANGE = (2, 20)
-MAX_RANDOM_STATE = 2**32 - 1
-MAX_DESCRIPTION = 1000
 MAX_WARNINGS = 10
 _HASH_CHUNK_ROWS = 10_000
-
-
-@dataclass(frozen=True)
-class TrainRequest:
-    algorithm: Algorithm
-    task: str | None
-    hyperparameters: Any
-    data: Any
-    target: str | None
-    features: list[str] | None
-    text_features: list[str]
-    test_size: float
-    random_state: int
-    cv: int | None
-    description: str | None
 
 
 def _shown(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _names(value: Any, field: str) -> list[str] | None:
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise bad_request(f"{field} must be a list of column names", code="invalid_features")
-    duplicates = sorted({v for v in value if value.count(v) > 1})
-    if duplicates:
-        raise bad_request(
-            f"{field} names {', '.join(map(repr, duplicates[:10]))} more than once", code="invalid_features"
-        )
-    return list(value)
-
-
-def parse_request(request: Any) -> TrainRequest:
-    """Check every field's type and range; data contents are checked once loaded."""
-    if not isinstance(request, dict):
-        raise bad_request("the training request must be a JSON object", code="invalid_request")
-    unknown = sorted(set(request) - set(REQUEST_FIELDS))
-    if unknown:
-        raise bad_request(
-            f"unknown field(s) {', '.join(repr(str(u)[:40]) for u in unknown[:10])}; allowed: {', '.join(REQUEST_FIELDS)}",
-            code="invalid_request",
-        )
-    if "algorithm" not in request:
-        raise bad_request(f"algorithm is required: one of {', '.join(algorithms.ALGORITHMS)}", code="invalid_algorithm")
-    algorithm = algorithms.get_algorithm(request["algorithm"])
-    task = request.get("task")
-    if task is not None and task not in TASKS:
-        raise bad_request(f"task must be 'classification' or 'regression', got {_shown(task)}", code="invalid_task")
-    if "data" not in request:
-        raise bad_request(
-            'data is required: {"columns","rows"}, {"records"}, {"s3_key"} or {"dataset"}', code="invalid_data"
-        )
-    target = request.get("target")
-    if target is not None and (not isinstance(target, str) or not target):
-        raise bad_request(f"target must be a column name, got {_shown(target)}", code="invalid_target")
-    test_size = request.get("test_size")
-    if test_size is None:
-        test_size = DEFAULT_TEST_SIZE
-    low, high = TEST_SIZE_RANGE
-    if isinstance(test_size, bool) or not isinstance(test_size, (int, float)) or not low <= test_size <= high:
-        raise bad_request(
-            f"test_size must be a number from {low} to {high}, got {_shown(test_size)}", code="invalid_test_size"
-        )
-    random_state = request.get("random_state")
-    if random_state is None:
-        random_state = 0
-    if isinstance(random_state, bool) or not isinstance(random_state, int) or not 0 <= random_state <= MAX_RANDOM_STATE:
-        raise bad_request(
-            f"random_state must be an integer from 0 to {MAX_RANDOM_STATE}, got {_shown(random_state)}",
-            code="invalid_random_state",
-        )
-    cv = request.get("cv")
-    if cv is not None and (isinstance(cv, bool) or not isinstance(cv, int) or not CV_RANGE[0] <= cv <= CV_RANGE[1]):
-        raise bad_request(
-            f"cv must be an integer from {CV_RANGE[0]} to {CV_RANGE[1]} (the number of folds), got {_shown(cv)}",
-            code="invalid_cv",
-        )
-    description = request.get("description")
-    if description is not None and (not isinstance(description, str) or len(description) > MAX_DESCRIPTION):
-        raise bad_request(
-            f"description must be a string of at most {MAX_DESCRIPTION} characters", code="invalid_description"
-        )
-    return TrainRequest(
-        algorithm=algorithm,
-        task=task,
-        hyperparameters=request.get("hyperparameters"),
-        data=request["data"],
-        target=target,
-        features=_names(request.get("features"), "features"),
-        text_features=_names(request.get("text_features"), "text_features") or [],
-        test_size=float(test_size),
-        random_state=random_state,
-        cv=cv,
-        description=description,
-    )
 
 
 def _listed(names: Sequence[str], limit: int = 30) -> str:
@@ -158,10 +52,11 @@ def _listed(names: Sequence[str], limit: int = 30) -> str:
 
 
 def _resolve_columns(request: TrainRequest, table: Table) -> tuple[str, list[str]]:
+    """Target and feature columns, checked against the table with sets and dicts: linear in the names."""
     target = request.target or table.default_target
     if target is None:
         raise bad_request("target is required: the name of the column to predict", code="invalid_target")
-    if target not in table.columns:
+    if not table.has(target):
         raise bad_request(
             f"target column {target!r} is not in the data; columns are: {_listed(table.columns)}",
             code="invalid_target",
@@ -176,13 +71,14 @@ def _resolve_columns(request: TrainRequest, table: Table) -> tuple[str, list[str
             raise bad_request("features must name at least one column", code="invalid_features")
         if target in features:
             raise bad_request(f"the target {target!r} cannot also be a feature", code="invalid_features")
-        unknown = [f for f in features if f not in table.columns]
+        unknown = [f for f in features if not table.has(f)]
         if unknown:
             raise bad_request(
                 f"unknown feature(s) {_listed(unknown, 10)}; columns are: {_listed(table.columns)}",
                 code="invalid_features",
             )
-    stray = [t for t in request.text_features if t not in features]
+    chosen = set(features)
+    stray = [t for t in request.text_features or () if t not in chosen]
     if stray:
         raise bad_request(
             f"text_features {_listed(stray, 10)} must also be features (columns used by the model)",
@@ -191,8 +87,7 @@ def _resolve_columns(request: TrainRequest, table: Table) -> tuple[str, list[str
     return target, features
 
 
-def _resolve_task(request: TrainRequest, table: Table, target: preprocessing.Target) -> str:
-    algorithm = request.algorithm
+def _resolve_task(request: TrainRequest, algorithm: Algorithm, table: Table, target: preprocessing.Target) -> str:
     if request.task is not None:
         return request.task  # already checked against the algorithm
     if target.name == table.default_target and table.default_task:
@@ -264,18 +159,55 @@ def _serialise(pipeline: Any) -> bytes:
     return buffer.getvalue()
 
 
-def train(request: Any) -> tuple[bytes, dict[str, Any]]:
+def _expanded_width(X: np.ndarray, features: Sequence[dict]) -> int:
+    """Columns after preprocessing, for the cost estimate: one per number, one per category (up to the
+    one-hot cap), up to the TF-IDF vocabulary cap per text column."""
+    width = 0
+    for j, feature in enumerate(features):
+        if feature["kind"] == CATEGORICAL:
+            width += min(len(set(X[:, j].tolist())), preprocessing.ONE_HOT_MAX_CATEGORIES)
+        elif feature["kind"] == TEXT:
+            width += preprocessing.TFIDF_MAX_FEATURES
+        else:
+            width += 1
+    return width
+
+
+def _check_outputs(pipeline: Any, X: np.ndarray, algorithm: Algorithm, task: str) -> None:
+    """A fit that 'succeeds' but predicts NaN (naive Bayes on columns without variance, a diverged MLP) is a
+    model nobody can use: refuse it with the reason instead of storing it."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        outputs = [pipeline.predict_proba(X)] if hasattr(pipeline, "predict_proba") and task == CLASSIFICATION else []
+        if task != CLASSIFICATION:
+            outputs.append(np.asarray(pipeline.predict(X), dtype=np.float64))
+    if any(not np.isfinite(np.asarray(out, dtype=np.float64)).all() for out in outputs):
+        hint = " (every feature is constant in the training rows)" if algorithm.name == "naive_bayes" else ""
+        raise bad_request(
+            f"{algorithm.name} could not be fitted to this data: it predicts non-finite values{hint}",
+            code="training_failed",
+        )
+
+
+def train(request: TrainRequest | dict, deadline: float | None = None) -> tuple[bytes, dict[str, Any]]:
     """Fit the requested model; returns (joblib bytes of one fitted Pipeline, metadata without name/version).
 
-    Raises ServiceError: 400 for any invalid field or data, 404 dataset_not_found, 413 payload_too_large.
+    `deadline` is a time.monotonic() instant (default: TRAINING_DEADLINE_SECONDS from now): the fit runs in a
+    child process that is stopped there. Raises ServiceError: 400 for any invalid field or data (and
+    `training_too_expensive` when the estimate exceeds TRAINING_BUDGET_SECONDS), 404 dataset_not_found,
+    413 payload_too_large, 504 training_timeout.
     """
     started = time.perf_counter()
     settings = get_settings()
-    req = parse_request(request)
-    algorithm = req.algorithm
+    if deadline is None:
+        deadline = time.monotonic() + settings.training_deadline_seconds
+    req = fields.parse(TrainRequest, request)
+    algorithm = algorithms.ALGORITHMS[req.algorithm]
     if req.task is not None:
         algorithms.check_task(algorithm, req.task)
     algorithms.validate_hyperparameters(algorithm, req.task, req.hyperparameters)  # fail before reading data
+    test_size = DEFAULT_TEST_SIZE if req.test_size is None else req.test_size
+    random_state = 0 if req.random_state is None else req.random_state
 
     table = load_table(req.data, settings)
     target_name, feature_names = _resolve_columns(req, table)
@@ -287,7 +219,7 @@ def train(request: Any) -> tuple[bytes, dict[str, Any]]:
             f"training needs at least {MIN_ROWS} rows with a target value, got {len(target.keep)}{dropped}",
             code="invalid_data",
         )
-    task = _resolve_task(req, table, target)
+    task = _resolve_task(req, algorithm, table, target)
     y = target.array(task)
     n_classes = None
     if task == CLASSIFICATION:
@@ -302,7 +234,7 @@ def train(request: Any) -> tuple[bytes, dict[str, Any]]:
     # Encode every row (row numbers in errors then match the client's data), then keep those with a target.
     positions = [table.index(name) for name in feature_names]
     rows = [[row[p] for p in positions] for row in table.rows]
-    text = set(req.text_features)
+    text = set(req.text_features or ())
     features: list[dict[str, str]] = []
     for name, values in zip(feature_names, zip(*rows, strict=True), strict=True):
         if name in text:
@@ -316,9 +248,9 @@ def train(request: Any) -> tuple[bytes, dict[str, Any]]:
     )
     del rows
 
-    stratify = _stratify(task, y, req.test_size)
+    stratify = _stratify(task, y, test_size)
     train_idx, test_idx = train_test_split(
-        np.arange(len(y)), test_size=req.test_size, random_state=req.random_state, stratify=stratify
+        np.arange(len(y)), test_size=test_size, random_state=random_state, stratify=stratify
     )
     X_train, X_test, y_train, y_test = X[train_idx], X[test_idx], y[train_idx], y[test_idx]
     if task == CLASSIFICATION and len(np.unique(y_train)) < 2:
@@ -334,68 +266,91 @@ def train(request: Any) -> tuple[bytes, dict[str, Any]]:
     )
     params = algorithms.check_combination(algorithm, task, params, context)
     preprocessing.check_text_has_words(X_train, features)
-
-    estimator = algorithms.build_estimator(algorithm, task, params, req.random_state)
-    preprocessor = preprocessing.build_preprocessor(
-        features, scale_numeric=algorithm.scale_numeric, dense=algorithm.needs_dense
+    cost = budget.estimate(
+        algorithm.name,
+        task,
+        params,
+        train_rows=len(y_train),
+        holdout_rows=len(y_test),
+        width=_expanded_width(X_train, features),
+        n_features=len(features),
+        n_classes=n_classes,
+        cv=req.cv,
     )
-    pipeline = preprocessing.build_pipeline(preprocessor, estimator)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            algorithms.fit_quietly(pipeline, X_train, y_train)
-        except ValueError as error:  # a data/parameter combination scikit-learn refuses that no rule above caught
-            raise bad_request(
-                f"{algorithm.name} could not be fitted to this data: {str(error).splitlines()[0][:300]}",
-                code="training_failed",
-            ) from None
+    budget.check(cost, settings.training_budget_seconds)
 
-    if task == CLASSIFICATION:
-        scores = metrics.classification_metrics(pipeline, X_test, y_test)
-    else:
-        scores = metrics.regression_metrics(pipeline, X_test, y_test)
-    if req.cv is not None:
-        scores.update(metrics.cross_validation(pipeline, X_train, y_train, task, req.cv, req.random_state))
-    importance = metrics.feature_importance(pipeline, X_test, y_test, features, task, req.random_state)
-
-    target_info: dict[str, Any] = {"name": target_name}
-    if task == CLASSIFICATION:
-        classes = pipeline.classes_
-        target_info["classes"] = preprocessing.json_labels(classes)
-        target_info["class_counts"] = [int((y_train == c).sum()) for c in classes]
-    else:
-        target_info.update(
-            min=metrics.finite(y_train.min()), max=metrics.finite(y_train.max()), mean=metrics.finite(y_train.mean())
+    def fit_and_describe() -> tuple[bytes, dict[str, Any]]:
+        estimator = algorithms.build_estimator(algorithm, task, params, random_state)
+        preprocessor = preprocessing.build_preprocessor(
+            features, scale_numeric=algorithm.scale_numeric, dense=algorithm.needs_dense
         )
+        pipeline = preprocessing.build_pipeline(preprocessor, estimator)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                algorithms.fit_quietly(pipeline, X_train, y_train)
+            # A data/parameter combination scikit-learn refuses that no rule caught: ValueError mostly; TypeError
+            # and LinAlgError when a solver gives up on a singular system (ridge's cholesky falls back to an SVD
+            # that refuses sparse input).
+            except (ValueError, TypeError, np.linalg.LinAlgError) as error:
+                raise bad_request(
+                    f"{algorithm.name} could not be fitted to this data: {str(error).splitlines()[0][:300]}",
+                    code="training_failed",
+                ) from None
+        _check_outputs(pipeline, X_train[: min(len(X_train), 1000)], algorithm, task)
 
-    artifact = _serialise(pipeline)
-    metadata: dict[str, Any] = {
-        "algorithm": algorithm.name,
-        "task": task,
-        "hyperparameters": algorithms.effective_params(algorithms.core_estimator(pipeline.named_steps["model"])),
-        "features": preprocessing.feature_profile(X_train, features),
-        "target": target_info,
-        "metrics": scores,
-        "feature_importance": importance,
-        "preprocessing": _preprocessing_summary(algorithm, task, features),
-        "training": {
-            "rows": len(y_train),
-            "holdout_rows": len(y_test),
-            "dropped_rows_missing_target": target.dropped,
-            "test_size": req.test_size,
-            "random_state": req.random_state,
-            "stratified": stratify is not None,
-            "source": table.source,
-            "sha256": digest,
-            "warnings": _warning_texts(caught),
-            "seconds": round(time.perf_counter() - started, 3),
-        },
-        "environment": {
-            "python": platform.python_version(),
-            "scikit-learn": sklearn.__version__,
-            "numpy": np.__version__,
-            "joblib": joblib.__version__,
-        },
-        "description": req.description,
-    }
-    return artifact, metadata
+        if task == CLASSIFICATION:
+            scores = metrics.classification_metrics(pipeline, X_test, y_test)
+        else:
+            scores = metrics.regression_metrics(pipeline, X_test, y_test)
+        if req.cv is not None:
+            scores.update(metrics.cross_validation(pipeline, X_train, y_train, task, req.cv, random_state))
+        importance = metrics.feature_importance(pipeline, X_test, y_test, features, task, random_state)
+
+        target_info: dict[str, Any] = {"name": target_name}
+        if task == CLASSIFICATION:
+            classes = pipeline.classes_
+            target_info["classes"] = preprocessing.json_labels(classes)
+            target_info["class_counts"] = [int((y_train == c).sum()) for c in classes]
+        else:
+            target_info.update(
+                min=metrics.finite(y_train.min()),
+                max=metrics.finite(y_train.max()),
+                mean=metrics.finite(y_train.mean()),
+            )
+
+        artifact = _serialise(pipeline)
+        metadata: dict[str, Any] = {
+            "algorithm": algorithm.name,
+            "task": task,
+            "hyperparameters": algorithms.effective_params(algorithms.core_estimator(pipeline.named_steps["model"])),
+            "features": preprocessing.feature_profile(X_train, features),
+            "target": target_info,
+            "metrics": scores,
+            "feature_importance": importance,
+            "preprocessing": _preprocessing_summary(algorithm, task, features),
+            "training": {
+                "rows": len(y_train),
+                "holdout_rows": len(y_test),
+                "dropped_rows_missing_target": target.dropped,
+                "test_size": test_size,
+                "random_state": random_state,
+                "stratified": stratify is not None,
+                "source": table.source,
+                "sha256": digest,
+                "warnings": _warning_texts(caught),
+                "estimated_seconds": round(cost.seconds, 3),
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+            "environment": {
+                "python": platform.python_version(),
+                "scikit-learn": sklearn.__version__,
+                "numpy": np.__version__,
+                "joblib": joblib.__version__,
+            },
+            "description": req.description,
+        }
+        return artifact, metadata
+
+    total = settings.training_deadline_seconds
+    return deadline_runner.run(fit_and_describe, deadline - time.monotonic(), total=total)

@@ -1,0 +1,110 @@
+"""The training request: every field's type, range and error code, checked before any data is read.
+
+This model is what POST /models/{model}/versions validates and what `trainer.train` takes, so the HTTP route
+and a direct caller get the same answer for the same request. Checks that need the data (does the target
+column exist?) or the algorithm's own rules (hyperparameter bounds) stay with the code that knows them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import ValidationInfo, field_validator
+
+from mlservice.fields import Body, coded
+from mlservice.training.algorithms import ALGORITHMS, TASKS
+from mlservice.training.datasets import DATA_FORMS, MAX_COLUMN_NAME, TrainingData
+
+MAX_RANDOM_STATE = 2**32 - 1
+MAX_DESCRIPTION = 1000
+# Column-name lists longer than any table the service accepts (MAX_TRAIN_COLUMNS is checked against the data).
+MAX_NAMES = 100_000
+
+
+def _unique_names(names: list[str] | None, field: str) -> list[str] | None:
+    """Linear: a set, not list.count per name (100,000 names must not take minutes to refuse)."""
+    if names is None:
+        return None
+    seen: set[str] = set()
+    repeated: list[str] = []
+    for name in names:
+        if not name or len(name) > MAX_COLUMN_NAME:
+            raise ValueError(f"{field} holds an empty name or one over {MAX_COLUMN_NAME} characters")
+        if name in seen and name not in repeated:
+            repeated.append(name)
+        seen.add(name)
+    if repeated:
+        raise ValueError(f"{field} names {', '.join(map(repr, repeated[:10]))} more than once")
+    return names
+
+
+class TrainRequest(Body):
+    algorithm: Literal[tuple(ALGORITHMS)] = coded(  # type: ignore[valid-type]
+        "invalid_algorithm", rule="one of " + ", ".join(ALGORITHMS), description="the estimator to fit"
+    )
+    task: Literal[TASKS] | None = coded(  # type: ignore[valid-type]
+        "invalid_task", None, rule="'classification' or 'regression'", description="inferred from the target if absent"
+    )
+    hyperparameters: dict[str, Any] | None = coded(
+        "invalid_hyperparameter",
+        None,
+        rule="an object of name → value",
+        description="checked against the algorithm's whitelist, with bounds",
+    )
+    data: TrainingData = coded(
+        "invalid_data",
+        rule=f"an object with exactly one source: {DATA_FORMS}",
+        description="the training data, one of four sources",
+    )
+    target: str | None = coded(
+        "invalid_target",
+        None,
+        min_length=1,
+        max_length=MAX_COLUMN_NAME,
+        rule=f"a column name of 1 to {MAX_COLUMN_NAME} characters",
+        description="the label column (not needed for bundled datasets)",
+    )
+    features: list[str] | None = coded(
+        "invalid_features",
+        None,
+        max_length=MAX_NAMES,
+        description="feature columns in order (default: all but the target)",
+    )
+    text_features: list[str] | None = coded(
+        "invalid_features", None, max_length=MAX_NAMES, description="columns of free text (TF-IDF)"
+    )
+    test_size: float | None = coded(
+        "invalid_test_size",
+        None,
+        ge=0.05,
+        le=0.5,
+        rule="a number from 0.05 to 0.5",
+        description="holdout fraction (0.2)",
+    )
+    random_state: int | None = coded(
+        "invalid_random_state",
+        None,
+        ge=0,
+        le=MAX_RANDOM_STATE,
+        rule=f"an integer from 0 to {MAX_RANDOM_STATE}",
+        description="seed of the split and the estimator (0)",
+    )
+    cv: int | None = coded(
+        "invalid_cv",
+        None,
+        ge=2,
+        le=20,
+        rule="an integer from 2 to 20 (the number of folds)",
+        description="k-fold cross-validation on the training part",
+    )
+    description: str | None = coded(
+        "invalid_description",
+        None,
+        max_length=MAX_DESCRIPTION,
+        rule=f"a string of at most {MAX_DESCRIPTION} characters",
+    )
+
+    @field_validator("features", "text_features")
+    @classmethod
+    def _unique(cls, names: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        return _unique_names(names, str(info.field_name))
