@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SAM_VENV := .venv-sam
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test lint fmt sam-tools build validate bench bench-batch clean
+.PHONY: run test fuzz lint fmt sam-tools build validate bench bench-batch bench-training clean
 
 $(VENV)/.installed: requirements-dev.txt layers/mlservice/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ test: $(VENV)/.installed $(SAM_VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Hypothesis fuzzing of every route with 20,000 generated requests, new random ones each run (`make test` runs
+# a fixed 2,000). FUZZ_EXAMPLES=N for another number.
+FUZZ_EXAMPLES ?= 20000
+fuzz: $(VENV)/.installed
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/test_fuzz.py -q -p no:cacheprovider $(PYTEST_ARGS)
+
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 
@@ -40,12 +46,16 @@ validate: $(SAM_VENV)/.installed
 build: $(SAM_VENV)/.installed
 	$(SAM_VENV)/bin/sam build
 
-bench: bench-batch
+bench: bench-batch bench-training
 
 # Batch prediction throughput (handler vs a bare numpy loop) and peak memory vs file size; ~3-4 min on 2 cores.
 # BENCH_ARGS=--quick for a version of under a minute.
 bench-batch: $(VENV)/.installed
 	$(BIN)/python benchmarks/batch_throughput.py $(BENCH_ARGS)
+
+# The training cost estimate against measured fits (estimate/actual per configuration); BENCH_ARGS=--quick.
+bench-training: $(VENV)/.installed
+	$(BIN)/python benchmarks/training_cost.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .aws-sam
