@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import ValidationInfo, field_validator
+from pydantic import field_validator
 
 from mlservice.fields import Body, coded
 from mlservice.training.algorithms import ALGORITHMS, TASKS
@@ -21,7 +21,7 @@ MAX_DESCRIPTION = 1000
 MAX_NAMES = 100_000
 
 
-def _unique_names(names: list[str] | None, field: str) -> list[str] | None:
+def _unique_names(names: list[str] | None) -> list[str] | None:
     """Linear: a set, not list.count per name (100,000 names must not take minutes to refuse)."""
     if names is None:
         return None
@@ -29,12 +29,12 @@ def _unique_names(names: list[str] | None, field: str) -> list[str] | None:
     repeated: list[str] = []
     for name in names:
         if not name or len(name) > MAX_COLUMN_NAME:
-            raise ValueError(f"{field} holds an empty name or one over {MAX_COLUMN_NAME} characters")
+            raise ValueError(f"holds an empty name or one over {MAX_COLUMN_NAME} characters")
         if name in seen and name not in repeated:
             repeated.append(name)
         seen.add(name)
     if repeated:
-        raise ValueError(f"{field} names {', '.join(map(repr, repeated[:10]))} more than once")
+        raise ValueError(f"names {', '.join(map(repr, repeated[:10]))} more than once")
     return names
 
 
@@ -106,5 +106,5 @@ class TrainRequest(Body):
 
     @field_validator("features", "text_features")
     @classmethod
-    def _unique(cls, names: list[str] | None, info: ValidationInfo) -> list[str] | None:
-        return _unique_names(names, str(info.field_name))
+    def _unique(cls, names: list[str] | None) -> list[str] | None:
+        return _unique_names(names)
