@@ -150,6 +150,35 @@ def test_a_request_still_running_makes_its_retry_wait_until_its_invocation_ends(
     assert seeded.get("/models/iris").json()["stages"]["qa"] == 1
 
 
+def _forget_the_stored_responses(aws) -> None:
+    """What S3's lifecycle does to idempotency records after IDEMPOTENCY_TTL_SECONDS."""
+    for key in [k for k in s3_keys(aws) if k.startswith("idempotency/")]:
+        aws.delete_object(Bucket=BUCKET, Key=key)
+
+
+def test_a_key_reused_for_another_request_after_its_record_expired_runs_that_request(seeded, aws):
+    assert seeded.put("/models/iris/stages/qa", {"version": 1}, headers=_key("K")).json()["version"] == 1
+    _forget_the_stored_responses(aws)
+    again = seeded.put("/models/iris/stages/qa", {"version": 3}, headers=_key("K"))
+    assert again.status == 200 and again.json() == {"stage": "qa", "version": 3, "previous_version": 1}
+    first = seeded.post("/models/wine/versions", TRAIN | {"data": {"dataset": "wine"}}, headers=_key("T"))
+    _forget_the_stored_responses(aws)
+    other = seeded.post(
+        "/models/wine/versions", {"algorithm": "decision_tree", "data": {"dataset": "wine"}}, headers=_key("T")
+    )
+    assert other.status == 201 and other.json()["algorithm"] == "decision_tree"
+    assert (first.json()["version"], other.json()["version"]) == (1, 2)
+
+
+def test_a_retried_training_whose_version_was_deleted_since_makes_a_new_one(seeded, aws):
+    first = seeded.post("/models/iris/versions", TRAIN, headers=_key("D"))
+    assert seeded.delete(f"/models/iris/versions/{first.json()['version']}").status == 204
+    _forget_the_stored_responses(aws)
+    again = seeded.post("/models/iris/versions", TRAIN, headers=_key("D"))
+    assert again.status == 201 and again.json()["version"] == first.json()["version"] + 1
+    assert seeded.get(f"/models/iris/versions/{again.json()['version']}").status == 200
+
+
 def test_predictions_ignore_the_header(seeded):
     """Predict only reads: retrying it is always safe, so no response is stored for it."""
     body = {"instances": [[5.1, 3.5, 1.4, 0.2]]}

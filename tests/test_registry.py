@@ -171,6 +171,23 @@ def test_a_write_that_landed_but_lost_its_reply_is_applied_once(aws, monkeypatch
     assert registry.rollback_stage("m", "production", token="t1")["version"] == 3  # the same request, again
 
 
+def test_the_newest_tokens_are_remembered_and_old_ones_forgotten(aws, monkeypatch):
+    """The document keeps the newest 100 tokens by time (its stored keys are sorted, so not in time order) and
+    none older than IDEMPOTENCY_TTL_SECONDS."""
+    for _ in range(3):
+        _publish()
+    for i in range(120):
+        registry.set_stage("m", "production", 1 + i % 3, token=f"req:{i:03d}")
+    moved = registry.set_stage("m", "production", 1, token="key:feedface")
+    registry.set_stage("m", "production", 2, token="zzz:other-writer")
+    assert registry.set_stage("m", "production", 1, token="key:feedface") == moved  # recognised, not redone
+    assert registry.load("m")["stages"]["production"]["version"] == 2
+    applied = registry.load("m")["applied"]
+    assert len(applied) == 100 and "req:000" not in applied and "req:119" in applied
+    monkeypatch.setenv("IDEMPOTENCY_TTL_SECONDS", "0")
+    assert registry.set_stage("m", "production", 1, token="key:feedface")["previous_version"] == 2  # forgotten
+
+
 def test_no_document_with_a_stage_on_a_missing_version_is_ever_written():
     document = {
         "model": "m",

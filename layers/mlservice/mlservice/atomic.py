@@ -8,10 +8,10 @@ another writer got there first. Nothing else writes those objects.
 Retry safety. A write whose reply is lost may still have been applied: botocore then retries it and meets the
 precondition failure its own first attempt caused, or the caller sees a connection error after botocore gave
 up. Either way this module re-reads the document before trying again. A change made with a `token` is
-recorded in the document it produced (`applied[token]`, with the result it returned), so when the re-read
-shows the token the write is recognised as this request's own and its result is returned — it is never
-applied twice. Changes made without a token must be idempotent by content (a lease naming its owner, a set of
-finished parts).
+recorded in the document it produced (`applied[token]`, with the result it returned and when), so when the
+re-read shows the token the write is recognised as this request's own and its result is returned — it is not
+applied twice. The document keeps the newest 100 tokens of the last IDEMPOTENCY_TTL_SECONDS. Changes made
+without a token must be idempotent by content (a lease naming its owner, a set of finished parts).
 """
 
 from __future__ import annotations
@@ -20,18 +20,20 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mlservice import storage
 from mlservice.errors import ServiceError, StorageUnavailable, WriteConflict
+from mlservice.settings import get_settings
 
 MAX_ATTEMPTS = 60
 # Reads that failed and writes whose outcome is unknown (the store failed after botocore's own retries) are
 # retried this many times in all before the request gives up with 503 storage_unavailable.
 MAX_UNKNOWN_OUTCOMES = 2
 APPLIED = "applied"
-# Tokens remembered per document: far more than the writers that can race on one object within a retry.
+# Tokens remembered per document (the newest, and none older than IDEMPOTENCY_TTL_SECONDS): far more than the
+# writers that can race on one object while a request retries.
 APPLIED_LIMIT = 100
 
 
@@ -50,6 +52,30 @@ def now_iso() -> str:
 
 def _backoff(attempt: int) -> None:
     time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
+
+
+def cutoff() -> str:
+    """Tokens older than this are forgotten: an Idempotency-Key's promise lasts IDEMPOTENCY_TTL_SECONDS, and a
+    write retried within one request needs seconds."""
+    horizon = datetime.now(UTC) - timedelta(seconds=get_settings().idempotency_ttl_seconds)
+    return horizon.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _applied(document: dict | None, token: str | None) -> dict | None:
+    """The record of `token`'s change in the document, if it landed and is not older than the cutoff."""
+    if token is None or document is None:
+        return None
+    landed = document.get(APPLIED, {}).get(token)
+    return landed if landed is not None and landed["at"] >= cutoff() else None
+
+
+def _remember(applied: dict, token: str, result: Any) -> dict:
+    """The newest APPLIED_LIMIT tokens, by time (the stored document's keys are sorted, not in time order)."""
+    horizon = cutoff()
+    kept = {t: v for t, v in applied.items() if t != token and v["at"] >= horizon}
+    kept[token] = {"result": result, "at": now_iso()}
+    newest = sorted(kept.items(), key=lambda item: item[1]["at"])[-APPLIED_LIMIT:]
+    return dict(newest)
 
 
 def read(key: str) -> tuple[dict | None, str | None]:
@@ -85,16 +111,15 @@ def update(
                 raise
             _backoff(attempt + unknown)
             continue
-        if token is not None and current is not None and token in current.get(APPLIED, {}):
-            return current[APPLIED][token]["result"]  # this request's write already landed
+        landed = _applied(current, token)
+        if landed is not None:
+            return landed["result"]  # this request's write already landed
         outcome = change(current)
         if outcome.document is None:
             return outcome.result
         document = outcome.document
         if token is not None:
-            applied = {t: v for t, v in document.get(APPLIED, {}).items() if t != token}
-            applied[token] = {"result": outcome.result, "at": now_iso()}
-            document[APPLIED] = dict(list(applied.items())[-APPLIED_LIMIT:])
+            document[APPLIED] = _remember(document.get(APPLIED, {}), token, outcome.result)
         if check is not None:
             check(document)
         try:

@@ -58,18 +58,24 @@ def check(document: dict) -> None:
 
 
 def _update(model: str, change: Callable[[dict | None], Change], token: str | None) -> Any:
-    return atomic.update(
-        keys.registry_key(model), change, token=token or new_token(), check=check, what=f"model {model!r}"
-    )
+    """Change the model's document. `token` None: the change recognises its own earlier write by content."""
+    return atomic.update(keys.registry_key(model), change, token=token, check=check, what=f"model {model!r}")
 
 
-def load(model: str) -> dict:
-    """The registry document of a model; 404 `model_not_found` when it has none (or nothing ever published)."""
+def _read(model: str, quick: bool = False) -> dict | None:
+    """The model's registry document as stored, or None."""
+    found = storage.get_json(keys.registry_key(model), quick=quick)
+    return found[0] if found else None
+
+
+def load(model: str, quick: bool = False) -> dict:
+    """The registry document of a model; 404 `model_not_found` when it has none (or nothing ever published).
+    `quick`: read with short timeouts, for a caller that has a copy to fall back on."""
     keys.validate_name(model, "model")
-    found = storage.get_json(keys.registry_key(model))
-    if found is None or not _visible(found[0]):
-        raise not_found("model_not_found", f"model {model!r} does not exist")
-    return found[0]
+    document = _read(model, quick)
+    if document is None or not _visible(document):
+        raise _model_missing(model)
+    return document
 
 
 def _visible(document: dict) -> bool:
@@ -96,18 +102,21 @@ def _empty(model: str) -> dict:
 
 
 def find_by_token(model: str, token: str) -> dict | None:
-    """The metadata of the version a training with this token published, if any (a retried training)."""
+    """The metadata of the version a training with this token published within IDEMPOTENCY_TTL_SECONDS (a
+    retried training), if any: a version deleted since is not found, and an older one is not this request's."""
     keys.validate_name(model, "model")
-    found = storage.get_json(keys.registry_key(model))
-    if found is None:
-        return None
-    for number, entry in found[0]["versions"].items():
-        if entry.get("token") == token and entry["state"] == READY:
+    document = _read(model)
+    cutoff = atomic.cutoff()
+    for number, entry in (document or _empty(model))["versions"].items():
+        if entry.get("token") == token and entry["state"] == READY and entry["created_at"] >= cutoff:
             return get_version(model, int(number))
     return None
 
 
 def _reserve(model: str, token: str) -> int:
+    """A number for the training with this token: its own pending one when it is a retry (found by content, so
+    a reply lost here, or a deletion since, can never hand back a number that is no longer this training's)."""
+
     def change(document: dict | None) -> Change:
         document = document or _empty(model)
         for number, entry in document["versions"].items():
@@ -118,7 +127,7 @@ def _reserve(model: str, token: str) -> int:
         document["versions"][str(number)] = {"state": PENDING, "token": token, "claimed_at": now_iso()}
         return Change(document, number)
 
-    return _update(model, change, f"{token}:reserve")
+    return _update(model, change, None)
 
 
 def publish_version(
@@ -152,6 +161,8 @@ def publish_version(
 
     def change(document: dict | None) -> Change:
         entry = (document or _empty(model))["versions"].get(str(version), {})
+        if entry.get("token") == token and entry.get("state") == READY:
+            return Change(None, version)  # this write landed already (its reply was lost)
         if entry.get("token") != token or entry.get("state") != PENDING:
             raise RuntimeError(f"version {version} of {model!r} is no longer this training's reservation")
         document["versions"][str(version)] = {
@@ -164,17 +175,17 @@ def publish_version(
         }
         return Change(document, version)
 
-    _update(model, change, f"{token}:publish")
+    _update(model, change, None)
     return complete
 
 
 def get_version(model: str, version: int) -> dict:
     """The metadata of one ready version; 404 `version_not_found` when it does not exist (or was deleted)."""
     keys.validate_version(version)
-    document = load(model)
-    ready_entry(document, model, version)
+    ready_entry(load(model), model, version)
     found = storage.get_json(keys.metadata_key(model, version))
     if found is None:
+        ready_entry(load(model), model, version)  # deleted since the registry was read: that is a 404
         raise IntegrityError(f"the metadata of model {model!r} version {version} is missing")
     return found[0]
 
@@ -216,12 +227,12 @@ def delete_version(model: str, version: int, token: str | None = None) -> None:
         return Change(document, version)
 
     try:
-        _update(model, change, token)
+        _update(model, change, token or new_token())
     except ServiceError as error:
         # A delete retried after its objects failed to go: the registry already says deleted, so finish the
         # job before answering that the version is gone.
-        found = storage.get_json(keys.registry_key(model)) if error.code == "version_not_found" else None
-        if found and found[0]["versions"].get(str(version), {}).get("state") == DELETED:
+        document = _read(model) if error.code == "version_not_found" else None
+        if document and document["versions"].get(str(version), {}).get("state") == DELETED:
             _remove_objects(model, version)
         raise
     _remove_objects(model, version)
@@ -269,7 +280,7 @@ def _stage_change(model: str, stage: str, token: str | None, apply: Callable[[di
             raise _model_missing(model)
         return apply(document, document["stages"].get(stage) or {"version": None, "stack": [], "history": []})
 
-    return _update(model, change, token)
+    return _update(model, change, token or new_token())
 
 
 def _record(document: dict, stage: str, entry: dict, to: int | None, action: str) -> None:
@@ -358,10 +369,10 @@ def list_models() -> list[dict]:
     names = [n for n in (keys.model_from_prefix(p) for p in storage.list_folders(keys.MODELS)) if n]
 
     def fetch(name: str) -> dict | None:
-        found = storage.get_json(keys.registry_key(name))
-        if found is None or not _visible(found[0]):
+        document = _read(name)
+        if document is None or not _visible(document):
             return None
-        described = describe(found[0])
+        described = describe(document)
         return {"name": name, "latest_version": described["latest_version"], "stages": described["stages"]}
 
     if len(names) <= 2:

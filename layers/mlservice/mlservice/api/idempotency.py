@@ -49,6 +49,7 @@ HEADER = "idempotency-key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
 TOKEN = "request_token"
+KEYED = "key:"
 REQUEST_ID = "request_id"
 IN_PROGRESS_RETRY_AFTER = 2
 
@@ -158,6 +159,11 @@ def request_token(app: ApiGatewayResolver) -> str:
     return str(app.context.get(TOKEN) or f"req:{_request_id(app)}")
 
 
+def is_keyed(token: str) -> bool:
+    """Whether a token comes from an Idempotency-Key (and so can match an earlier request's change)."""
+    return token.startswith(KEYED)
+
+
 def _as_dict(response: Response) -> dict[str, Any]:
     body = response.body
     if isinstance(body, bytes):
@@ -181,17 +187,18 @@ def idempotent(app: ApiGatewayResolver, next_middleware: NextMiddleware) -> Resp
             code="invalid_idempotency_key",
         )
     scoped = f"{_caller(app)}\n{raw}"
-    app.append_context(**{TOKEN: "key:" + hashlib.sha256(scoped.encode()).hexdigest()[:40]})
     event = app.current_event
-    data = {
-        "key": scoped,
-        "request": {
-            "method": event.http_method,
-            "path": event.path,
-            "query": sorted((event.get("multiValueQueryStringParameters") or {}).items()),
-            "body": hashlib.sha256(_canonical_body(app).encode("utf-8", "surrogatepass")).hexdigest(),
-        },
+    request = {
+        "method": event.http_method,
+        "path": event.path,
+        "query": sorted((event.get("multiValueQueryStringParameters") or {}).items()),
+        "body": hashlib.sha256(_canonical_body(app).encode("utf-8", "surrogatepass")).hexdigest(),
     }
+    data = {"key": scoped, "request": request}
+    # The registry token names the key and the request: a key reused for another request (after its record
+    # expired) must not find the first request's change.
+    fingerprint = json.dumps(data, sort_keys=True, ensure_ascii=True)
+    app.append_context(**{TOKEN: KEYED + hashlib.sha256(fingerprint.encode()).hexdigest()[:40]})
     replayed: dict[str, bool] = {}
 
     def mark_replayed(response: Any, _record: DataRecord) -> Any:

@@ -8,14 +8,15 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from mlservice import registry
-from mlservice.api.idempotency import idempotent, request_token
+from mlservice.api.idempotency import idempotent, is_keyed, request_token
 from mlservice.api.schemas import ModelName
 from mlservice.observability import logger, metrics
 from mlservice.settings import get_settings
 from mlservice.training.request import TrainRequest
 
 router = Router()
-# Left for publishing the version (three small S3 writes) and answering, after the fit's deadline.
+# Left after the fit's deadline for publishing the version (the artifact and its metadata, two registry
+# writes) and answering.
 PUBLISH_SECONDS = 5.0
 
 
@@ -40,7 +41,8 @@ def _deadline() -> float:
 )
 def train_version(model: ModelName, request: TrainRequest) -> Response[dict]:
     token = request_token(router.api_resolver)
-    published = registry.find_by_token(model, token)  # a retry of a training that already published
+    # A retry (same Idempotency-Key and request) of a training that published: answer with it, do not train.
+    published = registry.find_by_token(model, token) if is_keyed(token) else None
     if published is None:
         from mlservice.training.trainer import train  # training imports stay off every other route's path
 
