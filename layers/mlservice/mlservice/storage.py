@@ -7,9 +7,11 @@ Conditional writes (`IfNoneMatch="*"`, `IfMatch=<etag>`) are what make shared st
 `mlservice.atomic` builds every read-modify-write on them.
 
 Failures: botocore retries throttling, 5xx answers, timeouts and dropped connections itself (standard mode,
-3 attempts; `AWS_MAX_ATTEMPTS` changes that). What still fails after those retries leaves this module as
-`StorageUnavailable` (503 `storage_unavailable` with Retry-After), never as a raw botocore error: the client
-is told to retry, and callers that write know the outcome is unknown.
+3 attempts; `AWS_MAX_ATTEMPTS` changes that). What still fails after those retries leaves this module's calls
+as `StorageUnavailable` (503 `storage_unavailable` with Retry-After), never as a raw botocore error: the client
+is told to retry, and callers that write know the outcome is unknown. (Streaming bodies handed to the batch code,
+and its multipart uploads, may still raise botocore's errors mid-transfer: any exception fails a batch
+invocation, which Lambda or SQS then retries.)
 """
 
 from __future__ import annotations
@@ -26,41 +28,51 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NoReturn, TypeVar
 
-from mlservice.errors import ServiceError, StorageUnavailable, WriteConflict
+from mlservice.errors import ObjectChanged, ServiceError, StorageUnavailable, WriteConflict
 from mlservice.settings import get_settings
 
 T = TypeVar("T")
 
 _lock = threading.Lock()
-_clients: dict[str, tuple[tuple, Any]] = {}
+_clients: dict[tuple[str, bool], tuple[tuple, Any]] = {}
 
 
-def _client_for(service: str) -> Any:
+def _client_for(service: str, quick: bool = False) -> Any:
     """A process-wide client per service, rebuilt when its endpoint or the region changes (tests, local server).
 
     boto3 reads `AWS_ENDPOINT_URL_<SERVICE>` / `AWS_ENDPOINT_URL` itself; they are part of the cache key only so
-    that a changed endpoint gets a new client.
+    that a changed endpoint gets a new client. Timeouts are short — a stalled connection fails after 3 s, a
+    stalled transfer after 8 s without a byte, each retried by botocore (3 attempts unless AWS_MAX_ATTEMPTS says
+    otherwise) — so a hung S3 surfaces as a 503 inside API Gateway's 29 s, not after botocore's 60 s default.
+    `quick` is for reads that have something to fall back on (predict's cached registry): 1 s and 2 s, two
+    attempts, so an outage costs a request a few seconds at most before the fallback answers.
     """
     key = (
+        service,
+        quick,
         os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}") or os.environ.get("AWS_ENDPOINT_URL"),
         os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
     )
     with _lock:
-        cached = _clients.get(service)
+        cached = _clients.get(key[:2])
         if cached is None or cached[0] != key:
             import boto3
             from botocore.config import Config
 
-            # Short connect/read timeouts: a hung S3 call must fail (and be retried) well inside API Gateway's
-            # 29 s, not after botocore's 60 s default. max_attempts is left to AWS_MAX_ATTEMPTS (default 3).
-            config = Config(retries={"mode": "standard"}, max_pool_connections=32, connect_timeout=3, read_timeout=20)
-            cached = _clients[service] = (key, boto3.session.Session().client(service, config=config))
+            if quick:
+                retries = {"mode": "standard", "max_attempts": 2}
+                config = Config(retries=retries, max_pool_connections=32, connect_timeout=1, read_timeout=2)
+            else:
+                config = Config(
+                    retries={"mode": "standard"}, max_pool_connections=32, connect_timeout=3, read_timeout=8
+                )
+            cached = _clients[key[:2]] = (key, boto3.session.Session().client(service, config=config))
         return cached[1]
 
 
-def client() -> Any:
-    """The S3 client."""
-    return _client_for("s3")
+def client(quick: bool = False) -> Any:
+    """The S3 client (`quick`: the one with short timeouts, for reads with a fallback)."""
+    return _client_for("s3", quick)
 
 
 def sqs_client() -> Any:
@@ -118,7 +130,8 @@ def unavailable_reason(error: BaseException) -> str | None:
 
 def _reraise(error: Exception, operation: str) -> NoReturn:
     """Raise `error` again, as StorageUnavailable when it is a transient AWS failure."""
-    reason = None if isinstance(error, (ServiceError, WriteConflict, KeyError)) else unavailable_reason(error)
+    passed_on = (ServiceError, WriteConflict, ObjectChanged, KeyError)
+    reason = None if isinstance(error, passed_on) else unavailable_reason(error)
     if reason:
         raise StorageUnavailable(operation, reason) from None
     raise error
@@ -156,10 +169,10 @@ def get_bytes(key: str) -> bytes | None:
 
 
 @_storage_call("get_object")
-def get_json(key: str) -> tuple[Any, str] | None:
+def get_json(key: str, quick: bool = False) -> tuple[Any, str] | None:
     """The parsed JSON document and its ETag (for a later `IfMatch`), or None when absent."""
     try:
-        response = client().get_object(Bucket=_bucket(), Key=key)
+        response = client(quick).get_object(Bucket=_bucket(), Key=key)
     except Exception as error:
         if _is(error, "NoSuchKey", "404"):
             return None
@@ -259,16 +272,21 @@ def list_folders(prefix: str) -> list[str]:
 
 
 @_storage_call("get_object")
-def open_stream(key: str, byte_range: tuple[int, int] | None = None) -> Any:
-    """A streaming body for the object (or an inclusive byte range of it); raises KeyError when absent."""
+def open_stream(key: str, byte_range: tuple[int, int] | None = None, if_match: str | None = None) -> Any:
+    """A streaming body for the object (or an inclusive byte range of it); raises KeyError when absent and, with
+    `if_match` (an ETag), ObjectChanged when the object is no longer that one."""
     kwargs: dict[str, Any] = {"Bucket": _bucket(), "Key": key}
     if byte_range is not None:
         kwargs["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
+    if if_match is not None:
+        kwargs["IfMatch"] = '"' + if_match.strip('"') + '"'
     try:
         return client().get_object(**kwargs)
     except Exception as error:
         if _is(error, "NoSuchKey", "404"):
             raise KeyError(key) from None
+        if if_match is not None and _is(error, "PreconditionFailed", "412"):
+            raise ObjectChanged(key) from None
         raise
 
 
@@ -277,8 +295,16 @@ class ChunkReader(io.RawIOBase):
     download is StorageUnavailable, like the failure of any other storage call."""
 
     def __init__(self, key: str) -> None:
+        """Raises KeyError when the object does not exist; `size` is its length in bytes."""
         super().__init__()
-        self._body = open_stream(key)["Body"]
+        response = open_stream(key)
+        self._body = response["Body"]
+        self.size = int(response["ContentLength"])
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._body.close()
+        super().close()
 
     def readable(self) -> bool:
         return True
@@ -355,16 +381,22 @@ class MultipartWriter:
         client().complete_multipart_upload(
             Bucket=_bucket(), Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
         )
+        self._upload_id = None  # complete: nothing is left to abort
         self._shutdown()
 
     def abort(self) -> None:
-        if self._upload_id is not None:
-            with contextlib.suppress(Exception):  # the upload is being thrown away anyway
-                self._wait()
-            client().abort_multipart_upload(Bucket=_bucket(), Key=self.key, UploadId=self._upload_id)
-            self._upload_id = None
-        self._shutdown()
-        self._buffer.clear()
+        """Throw the upload away. Never raises: it runs while another error is on its way out, which must not be
+        masked; an upload S3 did not abort is removed by the bucket's lifecycle rule after 7 days."""
+        try:
+            if self._upload_id is not None:
+                with contextlib.suppress(Exception):
+                    self._wait()
+                with contextlib.suppress(Exception):
+                    client().abort_multipart_upload(Bucket=_bucket(), Key=self.key, UploadId=self._upload_id)
+                self._upload_id = None
+        finally:
+            self._shutdown()
+            self._buffer.clear()
 
     def _shutdown(self) -> None:
         if self._pool is not None:

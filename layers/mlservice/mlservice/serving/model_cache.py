@@ -1,7 +1,7 @@
 """Loaded models kept warm across invocations of one container, and the registry copies that route to them.
 
 Two caches with different lifetimes. Models are cached by (name, version): a version's artifact never
-changes, so there is nothing to invalidate. Each model's registry document (stage pointers, which versions
+changes (a cached model is still checked against the digest the registry records, which is free). Each model's registry document (stage pointers, which versions
 are live, their digests) is re-read after `STAGE_CACHE_TTL_SECONDS`, so a deploy, rollback or delete reaches
 every warm container within that time without reloading any artifact.
 
@@ -75,7 +75,9 @@ class ModelCache:
 
     def __init__(self) -> None:
         self._models: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
-        self._registries: OrderedDict[str, tuple[dict, float]] = OrderedDict()
+        # model → (document, when it was read, when S3 was last asked): a failed re-read is not retried on
+        # every request, only once per TTL, while the copy ages.
+        self._registries: OrderedDict[str, tuple[dict, float, float]] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[tuple[str, int], threading.Lock] = {}
 
@@ -91,37 +93,51 @@ class ModelCache:
         now = time.monotonic()
         with self._lock:
             cached = self._registries.get(model)
-        if cached is not None and now - cached[1] < settings.stage_cache_ttl and not fresh:
-            return cached[0], None, False
+        usable = cached is not None and now - cached[1] < settings.stale_if_error_seconds
+        if cached is not None and now - cached[2] < settings.stage_cache_ttl and not fresh:
+            document, read_at, asked_at = cached
+            if read_at == asked_at:
+                return document, None, False
+            if usable:  # S3 failed on the last re-read, less than a TTL ago: do not ask again yet
+                return document, now - read_at, False
         try:
-            document = registry.load(model)
+            document = registry.load(model, quick=usable)
         except StorageUnavailable:
-            if cached is not None and now - cached[1] < settings.stale_if_error_seconds:
-                return cached[0], now - cached[1], False
-            raise
+            if not usable:
+                raise
+            with self._lock:
+                self._registries[model] = (cached[0], cached[1], now)
+            return cached[0], now - cached[1], False
+        self._remember(model, (document, now, now))
+        return document, None, True
+
+    def _remember(self, model: str, copy: tuple[dict, float, float]) -> None:
         with self._lock:
-            self._registries[model] = (document, now)
+            self._registries[model] = copy
             self._registries.move_to_end(model)
             while len(self._registries) > REGISTRY_COPIES:
                 self._registries.popitem(last=False)
-        return document, None, True
 
     def select(self, model: str, stage: str | None, version: int | None) -> Selection:
         """The loaded model for a stage (or a pinned version) of a model, as its registry says now.
 
-        A cached copy is trusted only for what it finds: when it names no such stage or version (a new
+        A copy is trusted only for what it finds: when a cached one names no such stage or version (a new
         deployment), or points at a version whose artifact is gone (deleted since the copy was read), the
-        registry is read again at once and that answer stands."""
+        registry is read again at once and that answer stands: 404 if the version was deleted, 500
+        artifact_integrity if the registry still says it is there."""
         document, stale, fresh = self._copy(model)
+        reread = False
         while True:
             try:
                 served = version if version is not None else registry.resolve_stage(document, str(stage))
                 entry = registry.ready_entry(document, model, served)
                 return Selection(self._load(model, served, entry), stage, document, stale)
             except ServiceError as error:
-                outdated = error.status == 404 or isinstance(error, IntegrityError)
-                if fresh or stale is not None or not outdated:
+                # An artifact that is gone may have been deleted since even a fresh copy was read.
+                outdated = isinstance(error, IntegrityError) or (error.status == 404 and not fresh)
+                if reread or stale is not None or not outdated:
                     raise
+                reread = True
                 document, stale, fresh = self._copy(model, fresh=True)
 
     def _load(self, model: str, version: int, entry: dict) -> LoadedModel:
