@@ -337,3 +337,54 @@ def test_a_live_run_fails_the_duplicate_and_a_dead_ones_lease_is_taken_over(batc
     assert batch.deliver(event)["status"] == "succeeded"
     assert batch.exists("batch/output/iris/leased.csv")
     assert not batch.exists("batch/state/")  # the lease is released
+
+
+def test_an_input_uploaded_again_while_its_job_runs_leaves_the_outputs_to_the_new_upload(batch, monkeypatch):
+    """The old run must not overwrite (or mix into) what the new upload's job writes: it stops, superseded."""
+    from mlservice.batch import runner
+
+    key = "batch/input/iris/changing.csv"
+    first = batch.put(key, _csv(ROWS[:1]).encode())
+    newer: dict = {}
+    original = runner.score_stream
+
+    def upload_again_midway(*args, **kwargs):
+        counts = original(*args, **kwargs)
+        newer["event"] = batch.put(key, _csv(ROWS).encode())  # the user fixes the file while the job runs
+        return counts
+
+    monkeypatch.setattr(runner, "score_stream", upload_again_midway)
+    assert batch.deliver(first) == {"status": "superseded", "key": key}
+    monkeypatch.undo()
+    assert not batch.exists("batch/output/iris/changing.csv")
+    manifest = batch.deliver(newer["event"])
+    assert manifest["status"] == "succeeded" and manifest["rows"]["predicted"] == 3
+    assert len(_read_csv(batch.read("batch/output/iris/changing.csv"))) == 3
+    assert not batch.exists("batch/state/")
+
+
+def test_a_fanned_out_job_whose_input_changes_is_dropped_for_the_new_one(batch, runtime):
+    runtime.substitutions.update(BATCH_FANOUT_BYTES="2000", BATCH_PART_BYTES="1500")
+    key = "batch/input/iris/moving.csv"
+    started = batch.drop(key, _csv([ROWS[i % 3] for i in range(300)]))
+    assert started["status"] == "fanned_out"
+    newer = batch.put(key, _csv([ROWS[i % 3] for i in range(200)]).encode())
+    responses = batch.drive_workers()
+    assert not any(r["batchItemFailures"] for r in responses)
+    assert not batch.exists("batch/output/iris/moving.csv") and not batch.exists("batch/state/")
+    assert batch.deliver(newer)["status"] == "fanned_out"
+    batch.drive_workers()
+    manifest = batch.manifest("iris/moving.csv")
+    assert manifest["status"] == "succeeded" and manifest["rows"]["in"] == 200
+    assert len(_read_csv(batch.read("batch/output/iris/moving.csv"))) == 200
+
+
+def test_a_value_the_model_cannot_use_rejects_its_row_not_the_file(batch, runtime):
+    """1e308 overflows the model's standard scaling: that row is rejected, the rest of its chunk predicted."""
+    runtime.substitutions["BATCH_CHUNK_ROWS"] = "64"
+    rows = [list(ROWS[i % 3]) for i in range(100)]
+    rows[37][3] = 1e308
+    manifest = batch.drop("batch/input/iris/huge.csv", _csv(rows))
+    assert manifest["status"] == "succeeded" and manifest["rows"] == {"in": 100, "predicted": 99, "rejected": 1}
+    errors = [json.loads(line) for line in batch.read("batch/errors/iris/huge.csv.errors.jsonl").splitlines()]
+    assert [e["line"] for e in errors] == [39] and "too large" in errors[0]["reason"]

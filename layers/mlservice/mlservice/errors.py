@@ -24,7 +24,7 @@ CODES: dict[str, Code] = {
     "invalid_encoding": Code(400, "the body is not UTF-8, or a string holds a lone surrogate"),
     "invalid_request": Code(400, "structure: unknown or missing field, wrong type, both stage and version"),
     "invalid_idempotency_key": Code(400, "the Idempotency-Key header is empty, too long or not printable ASCII"),
-    "invalid_name": Code(400, "a model or stage name outside ^[a-z0-9][a-z0-9_-]{0,63}$"),
+    "invalid_name": Code(400, "a model or stage name outside the name rule (keys.NAME_PATTERN)"),
     "invalid_version": Code(400, "a version that is not a positive integer"),
     "invalid_algorithm": Code(400, "training: an algorithm the service does not offer"),
     "invalid_task": Code(400, "training: a task other than classification/regression, or one the algorithm lacks"),
@@ -32,10 +32,10 @@ CODES: dict[str, Code] = {
     "invalid_data": Code(400, "training: a malformed data source or table"),
     "invalid_target": Code(400, "training: a missing, unknown or unusable target column"),
     "invalid_features": Code(400, "training: unknown, repeated or unusable feature columns"),
-    "invalid_test_size": Code(400, "training: test_size outside [0.05, 0.5]"),
-    "invalid_random_state": Code(400, "training: random_state outside [0, 2^32-1]"),
-    "invalid_cv": Code(400, "training: cv outside [2, 20] or above the training rows"),
-    "invalid_description": Code(400, "training: description longer than 1,000 characters"),
+    "invalid_test_size": Code(400, "training: test_size outside its range"),
+    "invalid_random_state": Code(400, "training: random_state outside its range"),
+    "invalid_cv": Code(400, "training: cv outside its range or above the training rows"),
+    "invalid_description": Code(400, "training: a description longer than allowed"),
     "invalid_value": Code(400, "a feature value that does not fit its feature (row and feature named)"),
     "training_failed": Code(400, "scikit-learn could not fit the algorithm to this data"),
     "training_too_expensive": Code(400, "the estimated training time exceeds the budget (the knob to turn is named)"),
@@ -127,6 +127,11 @@ class StorageUnavailable(ServiceError):
 
 class WriteConflict(Exception):
     """A conditional S3 write lost a race (PreconditionFailed); the caller re-reads and retries."""
+
+
+class ObjectChanged(Exception):
+    """An object read under `IfMatch` was replaced since (a batch input uploaded again): the work on the old
+    one is superseded by the new one's own job."""
 
 
 class IntegrityError(ServiceError):

@@ -25,7 +25,7 @@ from mlservice.batch import job as jobs
 from mlservice.batch.formats import CSV
 from mlservice.batch.output import Counts, OutputFile, Results
 from mlservice.batch.scoring import score_stream
-from mlservice.errors import ServiceError
+from mlservice.errors import ObjectChanged, ServiceError
 from mlservice.serving.model_cache import LoadedModel, cache
 from mlservice.settings import get_settings
 
@@ -33,11 +33,11 @@ PROBE_BYTES = 64 * 1024
 PART_BYTES = 8 * 1024 * 1024
 
 
-def _next_newline(key: str, offset: int, size: int) -> int:
+def _next_newline(key: str, etag: str, offset: int, size: int) -> int:
     """The offset just after the first newline at or after `offset` (or the end of the object)."""
     while offset < size:
         end = min(size - 1, offset + PROBE_BYTES - 1)
-        block = storage.open_stream(key, (offset, end))["Body"].read()
+        block = storage.open_stream(key, (offset, end), if_match=etag)["Body"].read()
         found = block.find(b"\n")
         if found >= 0:
             return offset + found + 1
@@ -45,23 +45,23 @@ def _next_newline(key: str, offset: int, size: int) -> int:
     return size
 
 
-def line_ranges(key: str, size: int, part_bytes: int) -> list[tuple[int, int]]:
+def line_ranges(key: str, etag: str, size: int, part_bytes: int) -> list[tuple[int, int]]:
     """Inclusive byte ranges of about `part_bytes`, each ending just after a newline."""
     ranges: list[tuple[int, int]] = []
     start = 0
     while start < size:
-        cut = _next_newline(key, start + part_bytes, size) if start + part_bytes < size else size
+        cut = _next_newline(key, etag, start + part_bytes, size) if start + part_bytes < size else size
         ranges.append((start, cut - 1))
         start = cut
     return ranges
 
 
-def _header(key: str, size: int) -> str | None:
+def _header(key: str, etag: str, size: int) -> str | None:
     """The CSV header record (the first line), which every part after the first needs."""
-    end = _next_newline(key, 0, size)
+    end = _next_newline(key, etag, 0, size)
     if end == 0:
         return None
-    text = storage.open_stream(key, (0, end - 1))["Body"].read().decode("utf-8", errors="replace")
+    text = storage.open_stream(key, (0, end - 1), if_match=etag)["Body"].read().decode("utf-8", errors="replace")
     return text.lstrip("\ufeff").rstrip("\r\n")
 
 
@@ -80,7 +80,7 @@ def start(
     settings = get_settings()
     plan = jobs.read_plan(job)
     if plan is None:
-        ranges = line_ranges(spec.key, size, settings.batch_part_bytes)
+        ranges = line_ranges(spec.key, etag, size, settings.batch_part_bytes)
         plan = jobs.create_plan(
             job,
             {
@@ -92,7 +92,7 @@ def start(
                 "format": fmt,
                 "ranges": ranges,
                 "started": started,
-                "header": _header(spec.key, size) if fmt == CSV else None,
+                "header": _header(spec.key, etag, size) if fmt == CSV else None,
             },
         )
     parts = len(plan["ranges"])
@@ -103,11 +103,20 @@ def start(
 
 
 def process_part(message: dict[str, Any]) -> dict:
-    """Predict one range (an SQS message's work) and, if it was the last, assemble the job."""
+    """Predict one range (an SQS message's work) and, if it was the last, assemble the job. A job whose input
+    was uploaded again meanwhile is dropped (the newer upload's job writes the outputs)."""
     job, part = str(message["job"]), int(message["part"])
     plan = jobs.read_plan(job)
     if plan is None:
         return {"status": "finished", "job": job}  # the job completed and its state was cleaned up
+    try:
+        return _process_part(job, part, plan)
+    except ObjectChanged:
+        jobs.finish(job)
+        return {"status": "superseded", "job": job}
+
+
+def _process_part(job: str, part: int, plan: dict) -> dict:
     total = len(plan["ranges"])
     if not storage.exists(keys.batch_part_key(job, part, "json")):
         try:
@@ -117,7 +126,7 @@ def process_part(message: dict[str, Any]) -> dict:
                 raise  # the store failed: SQS redelivers the message
             return _abandon(job, plan, error)  # the version was deleted while the job ran
         start_byte, end_byte = plan["ranges"][part]
-        body = storage.open_stream(plan["input"]["key"], (start_byte, end_byte))["Body"]
+        body = storage.open_stream(plan["input"]["key"], (start_byte, end_byte), if_match=plan["input"]["etag"])["Body"]
         results = Results(
             keys.batch_part_key(job, part, "out"),
             keys.batch_part_key(job, part, "errors"),
@@ -195,6 +204,7 @@ def assemble(job: str, plan: dict) -> dict:
                 offset += counts["lines"]
                 totals.add(Counts(counts["rows_in"], counts["predicted"], counts["rejected"], counts["lines"]))
             lease.check()
+            jobs.check_current(input_["key"], input_["etag"])
             outputs = results.complete()
         document = jobs.manifest(
             spec,

@@ -11,6 +11,8 @@ S3 delivers events at least once and a run can die at any point, so:
   lease lapses within BATCH_LEASE_SECONDS and the retry takes it over.
 - Outputs are written whole (multipart uploads completed at the end) and deterministically, so a run that
   is repeated after a crash replaces them with the same content: no row is lost or doubled.
+- The input is read only as the upload the job is for (`IfMatch` on its ETag); a job whose input is uploaded
+  again while it runs stops as superseded and writes nothing — the newer upload's job writes the outputs.
 - The manifest is written last; it is what marks the job done.
 All of this state is changed through mlservice.atomic, like the registry.
 """
@@ -28,7 +30,7 @@ from typing import Any
 from mlservice import atomic, keys, storage
 from mlservice.atomic import Change
 from mlservice.batch.output import Counts
-from mlservice.errors import ServiceError
+from mlservice.errors import ObjectChanged, ServiceError
 from mlservice.settings import get_settings
 
 
@@ -226,6 +228,14 @@ def fail(
         storage.delete(spec.output_key)
         storage.delete(spec.errors_key)
     return write_manifest(key, spec, manifest(spec, key, etag, size, started, error=error, **kw))
+
+
+def check_current(key: str, etag: str) -> None:
+    """Raise ObjectChanged when the input was uploaded again since the job began: its outputs belong to the
+    newer upload's job, so this one must not write them (checked just before they are completed)."""
+    head = storage.head(key)
+    if head is None or head["ETag"].strip('"') != etag.strip('"'):
+        raise ObjectChanged(key)
 
 
 def already_done(spec: keys.BatchInput, etag: str, revision: str) -> bool:

@@ -14,7 +14,7 @@ from mlservice.batch import job as jobs
 from mlservice.batch.formats import file_format
 from mlservice.batch.output import Results
 from mlservice.batch.scoring import score_stream
-from mlservice.errors import ServiceError
+from mlservice.errors import ObjectChanged, ServiceError
 from mlservice.serving.predictor import select_model
 from mlservice.settings import get_settings
 
@@ -39,43 +39,54 @@ def handle_object(key: str, etag: str, size: int) -> dict:
     if jobs.already_done(spec, etag, revision):
         return {"status": "duplicate", "manifest": spec.manifest_key}
     job = jobs.job_id(key, etag, revision)
-    with jobs.Lease(keys.batch_lease_key(job)).held() as lease:
-        try:
-            fmt, compressed = file_format(key)
-            selection = select_model(spec.model, spec.stage, spec.version)
-        except ServiceError as error:
-            if error.status >= 500:
-                raise  # the store failed: retry, do not record the file as unusable
-            return jobs.fail(spec, key, etag, size, started, error, revision=revision)
-        loaded, stage = selection.loaded, selection.stage
-        settings = get_settings()
-        if size > settings.batch_fanout_bytes and not compressed and settings.batch_queue_url:
-            from mlservice.batch import fanout
+    try:
+        with jobs.Lease(keys.batch_lease_key(job)).held() as lease:
+            if jobs.already_done(spec, etag, revision):  # finished by the run whose lease this one waited out
+                return {"status": "duplicate", "manifest": spec.manifest_key}
+            return _run(spec, key, etag, size, revision, job, started, lease)
+    except ObjectChanged:
+        return {"status": "superseded", "key": key}  # uploaded again while it ran: the newer job writes
 
-            return fanout.start(spec, etag, size, fmt, loaded, stage, started, job, revision)
-        results = Results(spec.output_key, spec.errors_key, fmt, compressed, PART_BYTES)
-        try:
-            with results.discarded_on_failure():
-                stream = storage.open_stream(key)["Body"]
-                counts, _ = score_stream(stream, fmt, compressed, loaded, results.output, results.errors)
-                lease.check()  # taken over while this run worked: the other run writes the output
-                outputs = results.complete()
-        except ServiceError as error:
-            if error.status >= 500:
-                raise
-            return jobs.fail(
-                spec, key, etag, size, started, error, version=loaded.version, stage=stage, revision=revision
-            )
-        document = jobs.manifest(
-            spec,
-            key,
-            etag,
-            size,
-            started,
-            version=loaded.version,
-            stage=stage,
-            counts=counts,
-            outputs=outputs,
-            revision=revision,
-        )
-        return jobs.write_manifest(key, spec, document)
+
+def _run(
+    spec: keys.BatchInput, key: str, etag: str, size: int, revision: str, job: str, started: float, lease: jobs.Lease
+) -> dict:
+    """The job itself, under its lease: predict the file into its outputs (or fan it out), then the manifest."""
+    try:
+        fmt, compressed = file_format(key)
+        selection = select_model(spec.model, spec.stage, spec.version)
+    except ServiceError as error:
+        if error.status >= 500:
+            raise  # the store failed: retry, do not record the file as unusable
+        return jobs.fail(spec, key, etag, size, started, error, revision=revision)
+    loaded, stage = selection.loaded, selection.stage
+    settings = get_settings()
+    if size > settings.batch_fanout_bytes and not compressed and settings.batch_queue_url:
+        from mlservice.batch import fanout
+
+        return fanout.start(spec, etag, size, fmt, loaded, stage, started, job, revision)
+    results = Results(spec.output_key, spec.errors_key, fmt, compressed, PART_BYTES)
+    try:
+        with results.discarded_on_failure():
+            stream = storage.open_stream(key, if_match=etag)["Body"]
+            counts, _ = score_stream(stream, fmt, compressed, loaded, results.output, results.errors)
+            lease.check()  # taken over while this run worked: the other run writes the output
+            jobs.check_current(key, etag)
+            outputs = results.complete()
+    except ServiceError as error:
+        if error.status >= 500:
+            raise
+        return jobs.fail(spec, key, etag, size, started, error, version=loaded.version, stage=stage, revision=revision)
+    document = jobs.manifest(
+        spec,
+        key,
+        etag,
+        size,
+        started,
+        version=loaded.version,
+        stage=stage,
+        counts=counts,
+        outputs=outputs,
+        revision=revision,
+    )
+    return jobs.write_manifest(key, spec, document)

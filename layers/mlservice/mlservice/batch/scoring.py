@@ -147,13 +147,13 @@ class Scorer:
             predictions, probabilities = run_model(self.loaded, matrix, self.with_proba)
         except ServiceError:
             # A row the model cannot use (a value that overflows its scaling) fails the whole chunk's call: find
-            # it one row at a time — the rare path — reject it, and predict the others together.
-            usable = []
-            for k in range(len(positions)):
-                try:
-                    run_model(self.loaded, matrix[k : k + 1], self.with_proba)
+            # such rows by halving the chunk — a few dozen calls for one bad row among 10,000 — reject them, and
+            # predict the others together.
+            usable: list[int] = []
+            for k, error in self._unusable(matrix, list(range(len(positions)))):
+                if error is None:
                     usable.append(k)
-                except ServiceError as error:
+                else:
                     rejected.append(self._reject(chunk, positions[k], _row_reason(error.message)))
             rejected.sort(key=lambda r: r["line"])
             matrix, positions = matrix[usable], [positions[k] for k in usable]
@@ -166,6 +166,17 @@ class Scorer:
         else:
             text = self._json_lines(objects, json_values(predictions), probabilities)
         return Scored(text, len(positions), rejected)
+
+    def _unusable(self, matrix: np.ndarray, rows: list[int]) -> list[tuple[int, ServiceError | None]]:
+        """(row, the error the model gives it or None) for each of `rows`, by bisection."""
+        try:
+            run_model(self.loaded, matrix[rows], self.with_proba)
+            return [(k, None) for k in rows]
+        except ServiceError as error:
+            if len(rows) == 1:
+                return [(rows[0], error)]
+        middle = len(rows) // 2
+        return self._unusable(matrix, rows[:middle]) + self._unusable(matrix, rows[middle:])
 
     @staticmethod
     def _csv_lines(records: list[str], predictions: np.ndarray, probabilities: np.ndarray | None) -> str:
