@@ -71,3 +71,14 @@ def test_a_child_that_never_finishes_is_killed_at_the_deadline():
         deadline.run(lambda: time.sleep(600), 0.5, total=0.5)
     assert error.value.code == "training_timeout"
     assert _children() <= children
+
+
+def test_a_fit_killed_for_memory_is_a_400_not_a_crash():
+    """The kernel's out-of-memory killer sends SIGKILL to the biggest process: the fit, not the function."""
+
+    def eat_memory_and_get_killed() -> None:
+        os.kill(os.getpid(), 9)
+
+    with pytest.raises(ServiceError) as error:
+        deadline.run(eat_memory_and_get_killed, 30)
+    assert error.value.code == "training_too_expensive" and "memory" in error.value.message

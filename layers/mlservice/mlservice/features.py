@@ -15,16 +15,13 @@ from typing import Any
 import numpy as np
 
 from mlservice.errors import ServiceError, bad_request
+from mlservice.text import shown
 
 NUMERIC, CATEGORICAL, TEXT = "numeric", "categorical", "text"
 MISSING_CATEGORY = ""
 # Spellings of "no value" in delimited text files (CSV); JSON has null for that.
 MISSING_STRINGS = frozenset({"", "na", "n/a", "nan", "null", "none"})
 
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _number(value: Any, row: int, name: str) -> float:
@@ -43,13 +40,13 @@ def _number(value: Any, row: int, name: str) -> float:
             number = float(stripped)
         except ValueError:
             raise bad_request(
-                f"row {row}, feature {name!r}: {_shown(value)} is not a number", code="invalid_value"
+                f"row {row}, feature {name!r}: {shown(value, 40)} is not a number", code="invalid_value"
             ) from None
     else:
-        raise bad_request(f"row {row}, feature {name!r}: {_shown(value)} is not a number", code="invalid_value")
+        raise bad_request(f"row {row}, feature {name!r}: {shown(value, 40)} is not a number", code="invalid_value")
     if not math.isfinite(number):  # inf, or an integer too large for a float
         raise bad_request(
-            f"row {row}, feature {name!r}: {_shown(value)} is not a finite number (use null for a missing value)",
+            f"row {row}, feature {name!r}: {shown(value, 40)} is not a finite number (use null for a missing value)",
             code="invalid_value",
         )
     return number
@@ -76,7 +73,7 @@ def _text(value: Any) -> str:
 def _check_shape(rows: Sequence[Any], width: int) -> None:
     for index, row in enumerate(rows):
         if not isinstance(row, (list, tuple)):
-            raise bad_request(f"row {index} must be a list of {width} values, got {_shown(row)}", code="invalid_shape")
+            raise bad_request(f"row {index} must be a list of {width} values, got {shown(row, 40)}", code="invalid_shape")
         if len(row) != width:
             raise bad_request(
                 f"row {index} has {len(row)} values, expected {width} (one per feature)", code="invalid_shape"
@@ -125,7 +122,7 @@ def _encode(rows: Sequence[Sequence[Any]], features: Sequence[dict], errors: dic
             continue
         for i, value in enumerate(values):
             if isinstance(value, (dict, list)):
-                message = f"row {i}, feature {name!r}: expected {'a category' if kind == CATEGORICAL else 'text'}, got {_shown(value)}"
+                message = f"row {i}, feature {name!r}: expected {'a category' if kind == CATEGORICAL else 'text'}, got {shown(value, 40)}"
                 if errors is None:
                     raise bad_request(message, code="invalid_value")
                 errors.setdefault(i, message)
@@ -159,7 +156,7 @@ def records_to_rows(records: Sequence[Any], names: Sequence[str], what: str = "r
     for index, record in enumerate(records):
         if not isinstance(record, dict):
             raise bad_request(
-                f"{what} {index} must be an object of feature values, got {_shown(record)}", code="invalid_shape"
+                f"{what} {index} must be an object of feature values, got {shown(record, 40)}", code="invalid_shape"
             )
         try:
             rows.append([record[name] for name in names])

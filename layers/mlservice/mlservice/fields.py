@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlservice import keys
 from mlservice.errors import ServiceError, bad_request
+from mlservice.text import shown
 
 CODE = "x-error-code"
 RULE = "x-rule"
@@ -52,13 +53,12 @@ class Body(BaseModel):
                 FIELD_RULES.setdefault(name, str(extra[RULE]))
 
 
-def _shown(value: Any) -> str:
+def _described(value: Any) -> str:
     if isinstance(value, dict):
         return "an object with keys " + (", ".join(repr(str(k))[:40] for k in list(value)[:5]) or "none")
     if isinstance(value, list):
         return f"a list of {len(value)} item(s)"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return shown(value)
 
 
 def _message(error: dict) -> str:
@@ -111,7 +111,7 @@ def service_error(errors: list[dict]) -> ServiceError:
             return bad_request(f"{field} is required" + (f": {rule}" if rule else "") + more, code=code)
         if code == "invalid_version":
             return keys.version_error(first.get("input"))
-        got = f", got {_shown(first['input'])}" if "input" in first and kind != "missing" else ""
+        got = f", got {_described(first['input'])}" if "input" in first and kind != "missing" else ""
         if rule and len(loc) == 2:
             return bad_request(f"{field} must be {rule}{got}{more}", code=code)
         return bad_request(f"{where}: {_message(first)}{got}{more}", code=code)

@@ -60,10 +60,6 @@ def validate_version(value: object) -> int:
     return value
 
 
-def model_prefix(model: str) -> str:
-    return f"{MODELS}{model}/"
-
-
 def versions_prefix(model: str) -> str:
     return f"{MODELS}{model}/versions/"
 

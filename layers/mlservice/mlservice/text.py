@@ -1,6 +1,6 @@
-"""Text that can be written as UTF-8.
+"""Text from clients: quoting it in messages, and keeping it writable as UTF-8.
 
-JSON's `\\ud800`-style escapes can produce a Python string holding a lone UTF-16 surrogate, which no UTF-8
+`shown` is how every error message quotes a client's value (a repr, cut short). JSON's `\\ud800`-style escapes can produce a Python string holding a lone UTF-16 surrogate, which no UTF-8
 text can contain: it would fail later, wherever the value is written out (an S3 key, a log line, a CSV file).
 Values that arrive as JSON are checked here once, where they are parsed.
 """
@@ -42,3 +42,9 @@ def has_lone_surrogate(value: Any) -> bool:
 def json_has_lone_surrogate(text: str, value: Any) -> bool:
     """has_lone_surrogate for a value parsed from `text`, walking it only when the text has such an escape."""
     return bool(_SURROGATE_ESCAPE.search(text)) and has_lone_surrogate(value)
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """A client's value as an error message quotes it: its repr, cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -412,15 +412,6 @@ _RESERVED = {
 }
 
 
-def get_algorithm(name: Any) -> Algorithm:
-    if not isinstance(name, str) or name not in ALGORITHMS:
-        shown = repr(name)[:60]
-        raise bad_request(
-            f"algorithm {shown} is not supported; choose one of: {', '.join(ALGORITHMS)}", code="invalid_algorithm"
-        )
-    return ALGORITHMS[name]
-
-
 def check_task(algorithm: Algorithm, task: str, inferred: str | None = None) -> None:
     """Refuse an algorithm/task pair; `inferred` explains where the task came from when the client gave none."""
     if task in algorithm.tasks:

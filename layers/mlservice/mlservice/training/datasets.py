@@ -11,6 +11,7 @@ fails with 413 before it is parsed in full, and every check is linear in the dat
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import gzip
 import io
@@ -27,7 +28,7 @@ from mlservice import keys, storage
 from mlservice.errors import bad_request, not_found, too_large
 from mlservice.fields import Body
 from mlservice.settings import Settings
-from mlservice.text import json_has_lone_surrogate
+from mlservice.text import json_has_lone_surrogate, shown
 
 BUNDLED = ("iris", "wine", "breast_cancer", "diabetes", "digits")
 BUNDLED_TARGET = "target"
@@ -136,11 +137,6 @@ class _Limits:
             )
 
 
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _check_columns(columns: Any, what: str, settings: Settings) -> list[str]:
     if not isinstance(columns, list) or not columns:
         raise bad_request(f"{what} must be a non-empty list of column names", code="invalid_data")
@@ -149,7 +145,7 @@ def _check_columns(columns: Any, what: str, settings: Settings) -> list[str]:
     for name in columns:
         if not isinstance(name, str) or not name.strip() or len(name) > MAX_COLUMN_NAME:
             raise bad_request(
-                f"{what} has an invalid column name {_shown(name)}: use non-empty strings of at most "
+                f"{what} has an invalid column name {shown(name)}: use non-empty strings of at most "
                 f"{MAX_COLUMN_NAME} characters",
                 code="invalid_data",
             )
@@ -180,11 +176,11 @@ def _records_table(records: Iterable[tuple[str, Any]], settings: Settings) -> tu
     limits = _Limits(settings, 0)
     for where, record in records:
         if not isinstance(record, dict):
-            raise bad_request(f"{where} must be an object of column values, got {_shown(record)}", code="invalid_data")
+            raise bad_request(f"{where} must be an object of column values, got {shown(record)}", code="invalid_data")
         for name in record:
             if name not in position:
                 if not name.strip() or len(name) > MAX_COLUMN_NAME:
-                    raise bad_request(f"{where} has an invalid column name {_shown(name)}", code="invalid_data")
+                    raise bad_request(f"{where} has an invalid column name {shown(name)}", code="invalid_data")
                 position[name] = len(position)
                 limits.widen(len(position))
         limits.add()
@@ -269,17 +265,18 @@ def _read_jsonl(stream: io.RawIOBase, key: str, settings: Settings) -> tuple[lis
 
 def _from_s3(data: S3Data, settings: Settings) -> Table:
     key = keys.dataset_key(data.s3_key)
-    head = storage.head(key)
-    if head is None:
-        raise not_found("dataset_not_found", f"no dataset at s3 key {key!r}; upload it under datasets/ first")
-    size = int(head["ContentLength"])
-    if size > settings.max_dataset_bytes:
-        raise too_large(f"dataset {key!r} has {size} bytes, more than {settings.max_dataset_bytes} (MAX_DATASET_BYTES)")
-    stream = storage.ChunkReader(key)
-    name = key.lower().removesuffix(".gz")
-    read = _read_csv if name.endswith(".csv") else _read_jsonl
-    columns, rows = read(stream, key, settings)  # type: ignore[arg-type]
-    return Table(columns, rows, {"type": "s3_key", "s3_key": key, "bytes": size})
+    try:
+        stream = storage.ChunkReader(key)
+    except KeyError:
+        raise not_found("dataset_not_found", f"no dataset at s3 key {key!r}; upload it under datasets/ first") from None
+    with contextlib.closing(stream):
+        if stream.size > settings.max_dataset_bytes:  # known from the GET's headers, before a byte is read
+            limit = settings.max_dataset_bytes
+            raise too_large(f"dataset {key!r} has {stream.size} bytes, more than {limit} (MAX_DATASET_BYTES)")
+        name = key.lower().removesuffix(".gz")
+        read = _read_csv if name.endswith(".csv") else _read_jsonl
+        columns, rows = read(stream, key, settings)  # type: ignore[arg-type]
+    return Table(columns, rows, {"type": "s3_key", "s3_key": key, "bytes": stream.size})
 
 
 def snake_case(name: str) -> str:

@@ -24,6 +24,7 @@ from mlservice.errors import ServiceError
 
 T = TypeVar("T")
 READ_BYTES = 1 << 20
+OUT_OF_MEMORY = "the training ran out of memory; train on fewer rows or columns, or with a smaller model"
 
 
 class ChildCrashed(RuntimeError):
@@ -46,13 +47,7 @@ def _child(task: Callable[[], Any], write_fd: int) -> None:
         except ServiceError as error:
             payload = ("service_error", (error.code, error.message))
         except MemoryError:
-            payload = (
-                "service_error",
-                (
-                    "training_too_expensive",
-                    "the training ran out of memory; train on fewer rows or columns, or with a smaller model",
-                ),
-            )
+            payload = ("service_error", ("training_too_expensive", OUT_OF_MEMORY))
         except BaseException as error:  # reported to the parent, which logs it as a bug
             payload = ("crash", f"{type(error).__name__}: {error}\n{traceback.format_exc()}"[-8000:])
         data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
@@ -97,6 +92,10 @@ def run(task: Callable[[], T], seconds: float, *, total: float | None = None) ->
         os.waitpid(pid, 0)
         raise
     _, status = os.waitpid(pid, 0)
+    if not chunks and os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
+        # Not killed by us (that is the deadline, above): the kernel's out-of-memory killer picks the process
+        # using the most memory, which is the fit. The request asked for more than the function holds.
+        raise ServiceError("training_too_expensive", OUT_OF_MEMORY)
     if not chunks:
         raise ChildCrashed(f"the training process ended without a result (wait status {status})")
     kind, value = pickle.loads(b"".join(chunks))  # our own child's output, written just above

@@ -23,6 +23,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from mlservice.errors import bad_request
 from mlservice.features import CATEGORICAL, MISSING_CATEGORY, MISSING_STRINGS, NUMERIC, TEXT, category
+from mlservice.text import shown
 
 CLASSIFICATION, REGRESSION = "classification", "regression"
 TFIDF_MAX_FEATURES = 5000
@@ -34,14 +35,10 @@ MAX_INFERRED_CLASSES = 20
 _EXACT_INTEGERS = 2.0**53
 
 
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
 
 def _not_finite(row: int, column: str, value: Any, code: str) -> None:
     raise bad_request(
-        f"row {row}, column {column!r}: {_shown(value)} is not allowed; use null for a missing value", code=code
+        f"row {row}, column {column!r}: {shown(value, 40)} is not allowed; use null for a missing value", code=code
     )
 
 
@@ -201,7 +198,7 @@ class Target:
                 position = next(i for i, v in enumerate(self.values) if not isinstance(v, float))
                 raise bad_request(
                     f"task regression needs a numeric target, but target {self.name!r} has "
-                    f"{_shown(self.values[position])} in row {self.keep[position]}",
+                    f"{shown(self.values[position], 40)} in row {self.keep[position]}",
                     code="invalid_target",
                 )
             return np.asarray(self.values, dtype=np.float64)
@@ -231,7 +228,7 @@ def scan_target(values: Sequence[Any], name: str) -> Target:
             _not_finite(i, name, value, "invalid_target")
         if isinstance(value, (dict, list)):
             raise bad_request(
-                f"row {i}, target {name!r}: {_shown(value)} is not a label or number", code="invalid_target"
+                f"row {i}, target {name!r}: {shown(value, 40)} is not a label or number", code="invalid_target"
             )
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 1e300:
             _too_big(i, name, value, "invalid_target")
@@ -258,4 +255,4 @@ def json_labels(classes: np.ndarray) -> list[Any]:
 
 
 def _too_big(row: int, column: str, value: int, code: str) -> None:
-    raise bad_request(f"row {row}, column {column!r}: {_shown(value)} is too large for a number", code=code)
+    raise bad_request(f"row {row}, column {column!r}: {shown(value, 40)} is too large for a number", code=code)

@@ -41,10 +41,6 @@ MAX_WARNINGS = 10
 _HASH_CHUNK_ROWS = 10_000
 
 
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
 
 def _listed(names: Sequence[str], limit: int = 30) -> str:
     shown = ", ".join(repr(n) for n in names[:limit])
