@@ -23,8 +23,11 @@ def api_event(
     headers: dict[str, list[str]] | None = None,
     body: bytes | str | None = None,
     source_ip: str = "127.0.0.1",
+    identity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """An API Gateway REST proxy event, as the service's API would deliver it (stage v1, no base path)."""
+    """An API Gateway REST proxy event, as the service's API would deliver it (stage v1, no base path).
+    `identity`: what API Gateway adds to requestContext.identity after authenticating the caller (userArn for
+    SigV4, apiKeyId for an API key); the local server authenticates nobody and adds none."""
     headers = headers or {}
     query = query or {}
     is_binary = False
@@ -57,7 +60,11 @@ def api_event(
             "domainPrefix": "localhost",
             "requestTimeEpoch": int(now * 1000),
             "requestId": str(uuid.uuid4()),
-            "identity": {"sourceIp": source_ip, "userAgent": (headers.get("User-Agent") or [""])[-1]},
+            "identity": {
+                "sourceIp": source_ip,
+                "userAgent": (headers.get("User-Agent") or [""])[-1],
+                **(identity or {}),
+            },
             "domainName": "localhost",
             "apiId": "local",
         },

@@ -67,14 +67,16 @@ class LocalLambda:
         query: dict[str, list[str]] | None = None,
         headers: dict[str, list[str]] | None = None,
         body: bytes | str | None = None,
+        identity: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        """Serve one request through the template's routes, the way API Gateway's proxy integration does."""
+        """Serve one request through the template's routes, the way API Gateway's proxy integration does
+        (`identity`: the caller API Gateway would have authenticated, see lambda_events.api_event)."""
         found = self.template.find_route(method, path)
         if found is None:
             message = {"error": {"code": "route_not_found", "message": f"no route for {method.upper()} {path}"}}
             return HttpResponse(404, {"Content-Type": "application/json"}, json.dumps(message).encode())
         route, params = found
-        event = api_event(method, path, route.resource, params, query, headers, body)
+        event = api_event(method, path, route.resource, params, query, headers, body, identity=identity)
         result = self.invoke(route.function, event)
         raw = result.get("body") or ""
         payload = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode("utf-8")

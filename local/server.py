@@ -112,6 +112,13 @@ def main() -> int:
     print(f"Serverless ML running at {url}  (routes from template.yaml; Ctrl-C stops)", flush=True)
     print(f"S3: {endpoint}  bucket: {bucket}", flush=True)
     print(
+        f"No authentication: every route is open to whoever can reach {host} (changes are recorded as made by "
+        "local:unauthenticated). Deployed, management routes need IAM (SigV4) and prediction routes an API key.",
+        flush=True,
+    )
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"WARNING: HOST={host} exposes this unauthenticated server beyond this machine", file=sys.stderr)
+    print(
         "Try:\n"
         f'  curl -s -X POST {url}/models/iris/versions -d \'{{"algorithm": "logistic_regression", '
         '"data": {"dataset": "iris"}}\'\n'

@@ -70,6 +70,7 @@ class Api:
         raw: str | bytes | None = None,
         query: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        identity: dict[str, str] | None = None,
     ) -> Any:
         payload = raw if raw is not None else (json.dumps(body) if body is not None else None)
         response = self.runtime.http(
@@ -78,6 +79,7 @@ class Api:
             query={k: [str(v)] for k, v in (query or {}).items()},
             headers={"Content-Type": ["application/json"], **{k: [v] for k, v in (headers or {}).items()}},
             body=payload,
+            identity=identity,
         )
         return response
 

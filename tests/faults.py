@@ -145,14 +145,14 @@ _KEY_KINDS = [
     (r"/model\.joblib$", "artifact"),
     (r"/versions/\d+/metadata\.json$", "metadata"),
     (r"^idempotency/", "idempotency"),
-    (r"^batch/state/[^/]+/lease\.json$", "lease"),
-    (r"^batch/state/[^/]+/assembly\.json$", "assembly_lease"),
-    (r"^batch/state/[^/]+/plan\.json$", "plan"),
-    (r"^batch/state/[^/]+/progress\.json$", "progress"),
-    (r"^batch/state/[^/]+/parts/\d+\.json$", "part.json"),
-    (r"^batch/state/[^/]+/parts/\d+\.out$", "part.out"),
-    (r"^batch/state/[^/]+/parts/\d+\.errors$", "part.errors"),
-    (r"^batch/state/[^/]+/?$", "state"),
+    (r"^batch/state/[^/]+/[^/]+/lease\.json$", "lease"),
+    (r"^batch/state/[^/]+/[^/]+/assembly\.json$", "assembly_lease"),
+    (r"^batch/state/[^/]+/[^/]+/plan\.json$", "plan"),
+    (r"^batch/state/[^/]+/[^/]+/progress\.json$", "progress"),
+    (r"^batch/state/[^/]+/[^/]+/parts/\d+\.json$", "part.json"),
+    (r"^batch/state/[^/]+/[^/]+/parts/\d+\.out$", "part.out"),
+    (r"^batch/state/[^/]+/[^/]+/parts/\d+\.errors$", "part.errors"),
+    (r"^batch/state/[^/]+/[^/]+/?$", "state"),
     (r"^batch/input/", "input"),
     (r"\.manifest\.json$", "manifest"),
     (r"^batch/output/", "output"),
@@ -512,9 +512,12 @@ def registry_problems(objects: dict[str, bytes]) -> list[str]:
     return problems
 
 
-def registry_shape(document: dict) -> dict:
+def registry_shape(document: dict | None) -> dict | None:
     """A registry document without what legitimately differs between two runs of the same requests (times,
-    tokens, digests of retrained artifacts): versions and their states, stages with their stacks and history."""
+    tokens, digests of retrained artifacts): versions and their states, stages with their stacks and history.
+    None for no document (an erased model)."""
+    if document is None:
+        return None
     return {
         "next_version": document["next_version"],
         "versions": {n: e["state"] for n, e in sorted(document["versions"].items(), key=lambda i: int(i[0]))},

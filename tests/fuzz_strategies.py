@@ -1571,6 +1571,16 @@ HYPERPARAMETER_MUTATIONS = [
 ]
 
 
+def _too_small_to_publish(body: dict[Any, Any]) -> set[str]:
+    data = body.get("data") if isinstance(body.get("data"), dict) else {}
+    refusals = set()
+    if "dataset" not in data and body.get("task") != REGRESSION:
+        refusals.add("class_too_rare")  # 12-18 inline rows or a 16-row file, before the holdout
+    if body.get("text_features"):
+        refusals.add("invalid_features")
+    return refusals
+
+
 @st.composite
 def train_bodies(draw: st.DrawFn, focus: str | None = None) -> Body:
     """A cheap valid request, then zero to three mutations, each with its documented code (with `focus`
@@ -1584,8 +1594,10 @@ def train_bodies(draw: st.DrawFn, focus: str | None = None) -> Body:
     if d.unsure:
         return Body(d.body, (unknown(DATA),))
     # A valid request trains, or is refused with training_failed when scikit-learn cannot fit that algorithm
-    # to the data (chebyshev distances or the cholesky solver on the sparse columns of categories and text).
-    data = d.codes(DATA) or {"training_failed", SUCCESS}
+    # to the data (chebyshev distances or the cholesky solver on the sparse columns of categories and text),
+    # or for what these tiny tables are too small to publish (MIN_GROUP_SIZE, 5 by default: fewer than 5
+    # training rows of a class, no word of a text feature in 5 training rows).
+    data = d.codes(DATA) or {"training_failed", SUCCESS, *_too_small_to_publish(d.body)}
     if d.body.get("algorithm") == "knn" and "n_neighbors" not in (d.body.get("hyperparameters") or {}):
         # the default 5 neighbours can exceed the rows of a cross-validation fold of these tiny tables
         data = data | {"invalid_hyperparameter"}
@@ -1609,6 +1621,8 @@ def _lookup(route: str, params: dict[str, Param], query: Query, body: Body) -> l
     if model is None or model.kind != "known":
         gone = model is not None and model.kind == "other" and route != "POST /models/{model}/versions"
         return [part(LOOKUP, "model_not_found")] if gone else []
+    if route == "DELETE /models/{model}":
+        return [part(LOOKUP, "model_in_use")]  # production is deployed in the seeded world
     if route == "PUT /models/{model}/stages/{stage}":
         return [part(LOOKUP, "version_not_found")] if body.info.get("version") == "other" else [part(LOOKUP)]
     if route == "POST /models/{model}/stages/{stage}/rollback":

@@ -326,7 +326,7 @@ def test_a_live_run_fails_the_duplicate_and_a_dead_ones_lease_is_taken_over(batc
     key = "batch/input/iris/leased.csv"
     event = batch.put(key, _csv(ROWS).encode())
     head = batch.s3.head_object(Bucket=BUCKET, Key=key)
-    job = jobs.job_id(key, head["ETag"], jobs.revision_of(head))
+    job = jobs.job_id("iris", key, head["ETag"], jobs.revision_of(head))
     lease = {"owner": "another-run", "expires": time.time() + 600}
     batch.s3.put_object(Bucket=BUCKET, Key=keys.batch_lease_key(job), Body=json.dumps(lease).encode())
     with pytest.raises(jobs.LeaseHeld):

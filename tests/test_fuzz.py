@@ -71,6 +71,7 @@ BASE_EXAMPLES = {
     "POST /models/{model}/versions": 360,
     "GET /models": 40,
     "GET /models/{model}": 80,
+    "DELETE /models/{model}": 60,
     "GET /models/{model}/versions/{version}": 100,
     "DELETE /models/{model}/versions/{version}": 110,
     "PUT /models/{model}/stages/{stage}": 170,
@@ -153,6 +154,7 @@ TRAINING = {
     "invalid_value",
     "training_failed",
     "training_too_expensive",
+    "class_too_rare",
     "dataset_not_found",
 }
 NAME, VERSION = {"invalid_name"}, {"invalid_name", "invalid_version"}
@@ -161,6 +163,9 @@ ALLOWED: dict[str, set[str]] = {
     "POST /models/{model}/versions": CONTENT | IDEMPOTENCY | NAME | TRAINING,
     "GET /models": set(),
     "GET /models/{model}": NAME | {"model_not_found"},
+    # Erasure takes no body and no Idempotency-Key; in the seeded world production is deployed, so without
+    # ?undeploy=true (which the fuzzer does not send: tests/test_erasure.py erases) it is refused, never applied.
+    "DELETE /models/{model}": NAME | {"model_not_found", "model_in_use"},
     "GET /models/{model}/versions/{version}": VERSION | {"model_not_found", "version_not_found"},
     "DELETE /models/{model}/versions/{version}": VERSION
     | IDEMPOTENCY
@@ -190,6 +195,7 @@ ALLOWED: dict[str, set[str]] = {
 }
 RETRYABLE = {"storage_unavailable", "write_contention"}
 SUCCESS_STATUS = {
+    "DELETE /models/{model}": 202,
     "POST /models/{model}/versions": 201,
     "DELETE /models/{model}/versions/{version}": 204,
     "DELETE /models/{model}/stages/{stage}": 204,

@@ -175,6 +175,28 @@ def test_journey_over_http(server):
     assert server.call("GET", f"/models/iris/versions/{version + 1}")[0] == 404
 
 
+def _outward_address() -> str | None:
+    """This machine's address on its default route (no packet is sent), if it has one beyond loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 1))
+            address = probe.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
+def test_the_server_says_it_is_unauthenticated_and_listens_on_loopback_only(server):
+    banner = "".join(server.output)
+    assert "No authentication" in banner and "local:unauthenticated" in banner
+    assert "running at http://127.0.0.1:" in banner
+    outward = _outward_address()
+    if outward is not None:  # reachable from this machine only
+        with socket.socket() as s, pytest.raises(OSError):
+            s.settimeout(2)
+            s.connect((outward, server.port))
+
+
 def test_artifacts_land_in_the_embedded_s3(server):
     server.call("POST", "/models/wine/versions", {"algorithm": "decision_tree", "data": {"dataset": "wine"}})
     s3 = server.s3()

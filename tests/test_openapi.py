@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 
@@ -36,3 +37,19 @@ def test_swagger_ui_is_self_contained(api):
     page = response.body.decode()
     assert "/models/{model}/predict" in page
     assert not re.search(r"<script[^>]+src=\"https?://", page), "the page must not need a CDN"
+
+
+def test_management_routes_declare_sigv4_and_prediction_routes_the_api_key(runtime):
+    """The document says how each route is authorised when deployed, as the template does (tests/
+    test_template_security.py checks the template): training and registry routes SigV4, the rest the key."""
+    from local.template import Template
+    from mlservice.api.docs_routes import openapi_json
+
+    document = json.loads(openapi_json())
+    assert document["security"] == [{"apiKey": []}]
+    assert {"apiKey", "sigv4"} <= set(document["components"]["securitySchemes"])
+    management = {"TrainFunction", "DeployFunction"}
+    for route in Template().routes:
+        operation = document["paths"][route.resource][route.method.lower()]
+        expected = [{"sigv4": []}] if route.function in management else None
+        assert operation.get("security") == expected, (route.method, route.resource, operation.get("security"))

@@ -386,10 +386,10 @@ def test_sam_local_start_lambda_runs_the_event_story(
     log = tmp_path / "start-lambda.log"
     with _running(command, docker_env, log, "127.0.0.1", port):
         run_story(TEMPLATE, invoke, lambda: _log_tail(log, 3000))
-        # delete_version.json removed version 1; version 2 is what is left.
+        # delete_model.json, the story's last event, erased the model.
         described = invoke("DeployFunction", api_event("GET", "/models/iris", "/models/{model}", {"model": "iris"}))
-        assert described["statusCode"] == 200, described
-        assert [v["version"] for v in json.loads(described["body"])["versions"]] == [2]
+        assert described["statusCode"] == 404, described
+        assert json.loads(described["body"])["error"]["code"] == "model_not_found"
 
 
 # --- sam local start-api: HTTP through SAM's API Gateway emulation ------------------------------------------

@@ -59,12 +59,18 @@ def _routes(template: dict) -> dict[tuple[str, str], str]:
 
 
 def _statements(function: dict) -> list[dict]:
+    """Every statement a function's role may hold: a statement present only under a condition is written
+    `!If [Condition, {statement}, !Ref AWS::NoValue]` and counts as its statement."""
     statements = []
     for policy in function["Properties"].get("Policies", []):
         assert isinstance(policy, dict) and "Statement" in policy, (
             f"only inline policy documents are allowed, got {policy!r}"
         )
-        statements.extend(policy["Statement"])
+        for statement in policy["Statement"]:
+            if "Fn::If" in statement:
+                _condition, statement, otherwise = statement["Fn::If"]
+                assert otherwise == {"Ref": "AWS::NoValue"}, f"a conditional statement has no alternative: {otherwise}"
+            statements.append(statement)
     return statements
 
 
@@ -129,6 +135,7 @@ def test_shared_environment(template: dict) -> None:
     assert variables["STAGE_CACHE_TTL_SECONDS"] == {"Ref": "StageCacheTtlSeconds"}
     assert variables["MODEL_CACHE_SIZE"] == {"Ref": "ModelCacheSize"}
     assert variables["MAX_PREDICT_ROWS"] == {"Ref": "MaxPredictRows"}
+    assert variables["MIN_GROUP_SIZE"] == {"Ref": "MinGroupSize"}
     assert variables["POWERTOOLS_SERVICE_NAME"] == "mlservice"
     assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "ServerlessML"
     assert variables["POWERTOOLS_LOG_LEVEL"] == {"Ref": "LogLevel"}
@@ -138,6 +145,7 @@ def test_shared_environment(template: dict) -> None:
     assert str(parameters["ModelCacheSize"]["Default"]) == "8"
     assert str(parameters["MaxPredictRows"]["Default"]) == "10000"
     assert parameters["LogLevel"]["Default"] == "INFO"
+    assert str(parameters["MinGroupSize"]["Default"]) == "5" and str(parameters["MinGroupSize"]["MinValue"]) == "1"
 
 
 def test_memory_and_timeouts(template: dict) -> None:
@@ -217,11 +225,29 @@ def test_layer_builds_with_the_makefile(template: dict) -> None:
 # --- API ---------------------------------------------------------------------------------------------------
 
 
-def test_api_requires_a_key_and_creates_one(template: dict) -> None:
+# Functions whose routes are for applications (API key); every other function's routes are management (IAM).
+PREDICTION_FUNCTIONS = {"PredictFunction"}
+
+
+def test_api_is_iam_by_default_and_creates_a_key_for_prediction(template: dict) -> None:
+    """Management routes are IAM-authorised (the Api's default); prediction routes opt out of IAM and require
+    an API key instead. tests/test_template_security.py checks the result after the SAM transform."""
     api = template["Resources"]["MlApi"]["Properties"]
     assert api["StageName"] == "v1"
-    assert api["Auth"]["ApiKeyRequired"] is True
+    assert api["Auth"]["DefaultAuthorizer"] == "AWS_IAM"
+    assert api["Auth"]["InvokeRole"] == "NONE", "functions are invoked with API Gateway's permission"
+    assert api["Auth"].get("ApiKeyRequired") is not True, "an API-wide key would also be required by management routes"
     assert api["Auth"]["UsagePlan"]["CreateUsagePlan"] == "PER_API"
+    assert {"Throttle", "Quota"} <= set(api["Auth"]["UsagePlan"])
+    for name, function in _functions(template).items():
+        for event_name, event in function["Properties"].get("Events", {}).items():
+            if event["Type"] != "Api":
+                continue
+            auth = event["Properties"].get("Auth")
+            if name in PREDICTION_FUNCTIONS:
+                assert auth == {"Authorizer": "NONE", "ApiKeyRequired": True}, f"{name}.{event_name}"
+            else:
+                assert auth is None, f"{name}.{event_name} must keep the Api's IAM authorisation and need no key"
     assert api["TracingEnabled"] is True
     settings = api["MethodSettings"][0]
     assert {"ThrottlingRateLimit", "ThrottlingBurstLimit"} <= set(settings)
@@ -242,6 +268,7 @@ def test_every_api_event_uses_the_shared_api_with_the_expected_routes(template: 
         ("POST", "/models/{model}/versions"): "TrainFunction",
         ("GET", "/models"): "DeployFunction",
         ("GET", "/models/{model}"): "DeployFunction",
+        ("DELETE", "/models/{model}"): "DeployFunction",
         ("GET", "/models/{model}/versions/{version}"): "DeployFunction",
         ("DELETE", "/models/{model}/versions/{version}"): "DeployFunction",
         ("PUT", "/models/{model}/stages/{stage}"): "DeployFunction",
@@ -306,7 +333,15 @@ def test_event_is_a_proxy_event_for_a_template_route(template: dict, path: Path)
     assert context["httpMethod"] == method
     assert context["path"] == "/v1" + concrete
     assert context["stage"] == "v1"
-    assert context["identity"]["apiKey"] == event["headers"]["x-api-key"]
+    identity, headers = context["identity"], event["headers"]
+    if _routes(template)[(method, resource)] in PREDICTION_FUNCTIONS:
+        # API Gateway puts the key it checked into the identity.
+        assert identity["apiKey"] == headers["x-api-key"]
+    else:
+        # IAM-authorised: the request is SigV4-signed and API Gateway names the principal; no API key is checked.
+        assert headers["Authorization"].startswith("AWS4-HMAC-SHA256 "), f"{path.name}: not signed"
+        assert identity["userArn"], f"{path.name}: no IAM principal"
+        assert not identity.get("apiKeyId"), f"{path.name}: management routes take no API key"
     assert event["multiValueHeaders"] == {k: [v] for k, v in event["headers"].items()}
     query = event["queryStringParameters"]
     multi_query = event["multiValueQueryStringParameters"]
@@ -338,7 +373,13 @@ def test_bucket_is_private_encrypted_versioned_and_retained(template: dict) -> N
     properties = bucket["Properties"]
     assert properties["BucketName"] == {"Fn::Sub": [BUCKET_NAME, {"StackUuid": STACK_UUID}]}
     encryption = properties["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
-    assert encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in {"AES256", "aws:kms"}
+    # SSE-S3 by default, SSE-KMS with the stack's own key when BucketEncryption says so.
+    assert encryption["ServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": {"Fn::If": ["UseKms", "aws:kms", "AES256"]},
+        "KMSMasterKeyID": {"Fn::If": ["UseKms", {"Fn::GetAtt": ["ModelBucketKey", "Arn"]}, {"Ref": "AWS::NoValue"}]},
+    }
+    assert encryption["BucketKeyEnabled"] is True
+    assert template["Parameters"]["BucketEncryption"]["Default"] == "SSE-S3"
     assert properties["PublicAccessBlockConfiguration"] == {
         "BlockPublicAcls": True,
         "BlockPublicPolicy": True,
@@ -385,6 +426,11 @@ def test_no_statement_grants_all_of_s3_or_every_resource(template: dict) -> None
             if actions == ["sqs:SendMessage"]:  # the batch coordinator queues ranges on its own queue only
                 assert (name, statement["Resource"]) == ("BatchPredictFunction", {"Fn::GetAtt": ["BatchQueue", "Arn"]})
                 continue
+            if all(action.startswith("kms:") for action in actions):  # SSE-KMS: the bucket's key, through S3
+                assert set(actions) <= {"kms:Decrypt", "kms:GenerateDataKey"}, f"{name}: {actions}"
+                assert statement["Resource"] == {"Fn::GetAtt": ["ModelBucketKey", "Arn"]}, name
+                assert set(statement["Condition"]["StringEquals"]) == {"kms:ViaService"}, name
+                continue
             assert all(action.startswith("s3:") for action in actions), f"{name}: unexpected {actions}"
             assert not any("*" in action for action in actions), f"{name}: wildcard action in {actions}"
             for resource in _as_list(statement["Resource"]):
@@ -421,12 +467,16 @@ def test_least_privilege_per_function(template: dict) -> None:
         # without ListBucket on a prefix S3 answers a missing key with 403 instead of 404
         "s3:prefix": {"models/*", "datasets/*", "idempotency/*"},
     }
+    # DELETE /models/{model} erases every object version written for a model (mlservice.keys.erasure_prefixes).
+    erasable = {"/models/*", "/batch/input/*", "/batch/output/*", "/batch/errors/*", "/batch/state/*", "/idempotency/*"}
     assert _grants(template, "DeployFunction") == {
-        "s3:GetObject": {"/models/*", "/idempotency/*"},
+        "s3:GetObject": {"/models/*", "/idempotency/*", "/batch/state/*"},
         "s3:PutObject": {"/models/*/registry.json", "/idempotency/*"},
-        "s3:DeleteObject": {"/models/*/versions/*", "/idempotency/*"},
+        "s3:DeleteObject": erasable,
+        "s3:DeleteObjectVersion": erasable,
         "s3:ListBucket": {""},
-        "s3:prefix": {"models/*", "idempotency/*"},
+        "s3:ListBucketVersions": {""},
+        "s3:prefix": {prefix.lstrip("/") for prefix in erasable},
     }
 
 

@@ -194,7 +194,8 @@ def test_hyperparameters_are_applied_and_reported_with_the_service_settings() ->
     assert params["n_estimators"] == 7 and params["max_depth"] == 3 and params["criterion"] == "entropy"
     assert params["class_weight"] == "balanced"
     assert params["n_jobs"] == 1 and params["random_state"] == 42
-    assert params["min_samples_leaf"] == 1  # defaults are reported too
+    assert params["min_samples_leaf"] == 5  # the default 1, raised to MIN_GROUP_SIZE, is reported too
+    assert any("min_samples_leaf raised from the default to 5" in w for w in metadata["training"]["warnings"])
 
 
 def test_elastic_net_logistic_regression_gets_the_saga_solver() -> None:
@@ -255,9 +256,14 @@ def test_metadata_has_every_documented_field() -> None:
         "review": "text",
         "score": "numeric",
     }
-    assert by_name["age"]["missing"] > 0 and by_name["age"]["min"] >= 18 and by_name["age"]["max"] <= 80
-    assert set(by_name["color"]["categories"]) == {"red", "green", "3"}  # 3 and "3" are one category; "" is missing
-    assert by_name["color"]["missing"] > 0
+    age = by_name["age"]
+    assert age["missing"] > 0 and not set(age) & {"min", "max", "mean"}  # percentiles only, never extremes
+    assert 18 <= age["percentiles"]["p25"] <= age["percentiles"]["p50"] <= age["percentiles"]["p75"] <= 80
+    color = by_name["color"]
+    # 3 and "3" are one category; "" is missing, a category of its own since at least 5 rows miss a value
+    assert set(color["categories"]) == {"red", "green", "3", ""}
+    assert color["missing"] >= 5 and color["distinct"] == 3
+    assert min(color["category_counts"]) >= 5 and sum(color["category_counts"]) == metadata["training"]["rows"]
     assert by_name["review"]["missing"] > 0
 
     scores = metadata["metrics"]
@@ -366,7 +372,8 @@ def test_integer_labels_are_classes_and_stay_integers() -> None:
     assert metadata["target"]["classes"] == [0, 1]
 
 
-def test_a_class_with_one_member_disables_stratification() -> None:
+def test_a_class_with_one_member_disables_stratification(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MIN_GROUP_SIZE", "1")  # a class this rare is otherwise refused (tests/test_privacy.py)
     columns, rows = numeric_rows(40)
     rows[0][3] = 2  # a third class seen once
     _, metadata = train({"algorithm": "decision_tree", "data": {"columns": columns, "rows": rows}, "target": "y"})

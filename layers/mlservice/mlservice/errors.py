@@ -39,6 +39,7 @@ CODES: dict[str, Code] = {
     "invalid_value": Code(400, "a feature value that does not fit its feature (row and feature named)"),
     "training_failed": Code(400, "scikit-learn could not fit the algorithm to this data"),
     "training_too_expensive": Code(400, "the estimated training time exceeds the budget (the knob to turn is named)"),
+    "class_too_rare": Code(400, "training: a class of fewer training rows than MIN_GROUP_SIZE (it would be published)"),
     "invalid_shape": Code(400, "predicting: rows of the wrong shape, or not exactly one input format"),
     "missing_features": Code(400, "predicting: rows lacking feature columns"),
     # batch manifests only (files, not HTTP requests)
@@ -59,6 +60,9 @@ CODES: dict[str, Code] = {
     "version_in_use": Code(409, "deleting a version a stage serves"),
     "no_previous_version": Code(409, "rolling back a stage with no earlier version"),
     "idempotency_key_in_progress": Code(409, "a request with this Idempotency-Key is still running; retry later"),
+    "model_in_use": Code(409, "erasing a model a stage still serves (add ?undeploy=true)"),
+    "model_being_erased": Code(409, "training or deploying a model while it is being erased"),
+    "incompatible_runtime": Code(409, "deploying a version trained with other scikit-learn/numpy/joblib versions"),
     # 413
     "payload_too_large": Code(413, "body, rows, columns or cells over their limits"),
     # 422
@@ -66,6 +70,7 @@ CODES: dict[str, Code] = {
     # 500
     "internal_error": Code(500, "a bug; details only in the logs"),
     "artifact_integrity": Code(500, "an artifact missing or not matching the SHA-256 the registry recorded"),
+    "artifact_incompatible": Code(500, "an artifact made by other library versions than the runtime's: not loaded"),
     "configuration_error": Code(500, "the function's environment is wrong"),
     # 503
     "storage_unavailable": Code(503, "S3 failed or timed out; retry after Retry-After seconds"),

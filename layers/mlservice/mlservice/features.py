@@ -3,7 +3,10 @@
 Training and serving both go through `rows_to_matrix`, so a value means the same thing when a model is
 fitted and when it predicts: numbers (or numeric strings) for numeric features with null as missing,
 strings for categorical features with null or "" as the missing category, free text for text features.
-Only numpy is imported here: this module is on the predict path.
+A categorical feature trained by this version of the service names the categories its model knows
+(`categories`, each seen in at least MIN_GROUP_SIZE training rows) and the token every other value becomes
+(`rare_category`): a rare training value and a never-seen one are then the same input to the model, and the
+model holds no rare value. Only numpy is imported here: this module is on the predict path.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from mlservice.text import shown
 
 NUMERIC, CATEGORICAL, TEXT = "numeric", "categorical", "text"
 MISSING_CATEGORY = ""
+# What every category outside a feature's `categories` becomes. `category()` strips whitespace, so no input
+# value can equal it: a client's own "__rare__" stays a category of its own.
+RARE_CATEGORY = " __rare__"
 # Spellings of "no value" in delimited text files (CSV); JSON has null for that.
 MISSING_STRINGS = frozenset({"", "na", "n/a", "nan", "null", "none"})
-
 
 
 def _number(value: Any, row: int, name: str) -> float:
@@ -66,6 +71,27 @@ def category(value: Any) -> str:
     return str(value).strip()
 
 
+def known_categories(feature: dict) -> tuple[frozenset[str], str] | None:
+    """(the categories the model knows, the token for all others) of a categorical feature, or None for a
+    schema without them (a model trained before rare categories were pooled: every value passes through)."""
+    token = feature.get("rare_category")
+    if feature.get("kind") != CATEGORICAL or not isinstance(token, str):
+        return None
+    return frozenset(feature.get("categories") or ()), token
+
+
+def pool_rare_categories(matrix: np.ndarray, features: Sequence[dict]) -> np.ndarray:
+    """The matrix with every category a feature does not know replaced by its rare token (in place)."""
+    for j, feature in enumerate(features):
+        known = known_categories(feature)
+        if known is not None and len(matrix):
+            kept, token = known
+            column = np.empty(len(matrix), dtype=object)
+            column[:] = [value if value in kept else token for value in matrix[:, j].tolist()]
+            matrix[:, j] = column
+    return matrix
+
+
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
@@ -73,7 +99,9 @@ def _text(value: Any) -> str:
 def _check_shape(rows: Sequence[Any], width: int) -> None:
     for index, row in enumerate(rows):
         if not isinstance(row, (list, tuple)):
-            raise bad_request(f"row {index} must be a list of {width} values, got {shown(row, 40)}", code="invalid_shape")
+            raise bad_request(
+                f"row {index} must be a list of {width} values, got {shown(row, 40)}", code="invalid_shape"
+            )
         if len(row) != width:
             raise bad_request(
                 f"row {index} has {len(row)} values, expected {width} (one per feature)", code="invalid_shape"
@@ -128,7 +156,7 @@ def _encode(rows: Sequence[Sequence[Any]], features: Sequence[dict], errors: dic
                 errors.setdefault(i, message)
                 value = None
             out[i, j] = category(value) if kind == CATEGORICAL else _text(value)
-    return out
+    return pool_rare_categories(out, features)
 
 
 def rows_to_matrix(rows: Sequence[Sequence[Any]], features: Sequence[dict]) -> np.ndarray:

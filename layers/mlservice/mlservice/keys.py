@@ -11,8 +11,11 @@ Every key the service reads or writes is built here, and only from validated nam
     batch/input/{model}[@stage|@vN]/...                 batch prediction inputs (trigger)
     batch/output/{model}/...                            batch prediction outputs and manifests
     batch/errors/{model}/...                            rejected rows
-    batch/state/{job}/...                               a batch job's lease, plan, progress and parts
-    idempotency/{sha256}.json                           Idempotency-Key records (24 h)
+    batch/state/{model}/{job}/...                       a batch job's lease, plan, progress and parts
+    idempotency/{model}/{sha256}.json                   Idempotency-Key records (24 h)
+
+Everything written for a model lies under a prefix naming it (`erasure_prefixes`), which is what lets
+DELETE /models/{model} find and erase all of it.
 """
 
 from __future__ import annotations
@@ -148,7 +151,18 @@ def parse_batch_input(key: str) -> BatchInput:
     return BatchInput(key, model, stage, version, relative)
 
 
+_JOB = re.compile(NAME_PATTERN[1:-1] + r"/[0-9a-f]{32}")
+
+
+def batch_job_id(model: str, digest: str) -> str:
+    """A batch job's id, `{model}/{32 hex}`: its state lies under the model's prefix, so erasing the model
+    erases it."""
+    return f"{validate_name(model, 'model')}/{digest[:32]}"
+
+
 def batch_job_prefix(job_id: str) -> str:
+    if not _JOB.fullmatch(job_id):
+        raise ValueError(f"{job_id[:80]!r} is not a batch job id")
     return f"{BATCH_STATE}{job_id}/"
 
 
@@ -183,8 +197,31 @@ def invalid_batch_manifest_key(key: str) -> str:
 IDEMPOTENCY = "idempotency/"
 
 
-def idempotency_key(hashed: str) -> str:
-    """The record of one Idempotency-Key (already hashed with its caller, so the key is opaque and fixed-size)."""
+def idempotency_key(model: str, hashed: str) -> str:
+    """The record of one Idempotency-Key on a route of `model` (already hashed with its caller, so the key is
+    opaque and fixed-size)."""
     if not re.fullmatch(r"[0-9a-f]{64}", hashed):
         raise ValueError("an idempotency record key is a sha256 hex digest")
-    return f"{IDEMPOTENCY}{hashed}.json"
+    return f"{IDEMPOTENCY}{validate_name(model, 'model')}/{hashed}.json"
+
+
+# ---------------------------------------------------------------- erasure
+
+
+def erasure_prefixes(model: str) -> dict[str, str]:
+    """Every prefix holding objects written for a model, by what they are. `batch_inputs` is a prefix of the
+    model's own inputs (`{model}/...`, `{model}@stage/...`) but also of longer names: see `is_models_input`."""
+    validate_name(model, "model")
+    return {
+        "registry_and_versions": f"{MODELS}{model}/",
+        "batch_inputs": f"{BATCH_INPUT}{model}",
+        "batch_outputs": f"{BATCH_OUTPUT}{model}/",
+        "batch_errors": f"{BATCH_ERRORS}{model}/",
+        "batch_state": f"{BATCH_STATE}{model}/",
+        "idempotency_records": f"{IDEMPOTENCY}{model}/",
+    }
+
+
+def is_models_input(model: str, key: str) -> bool:
+    """Whether a key under batch/input/ asks for this model (and not for one whose name merely starts so)."""
+    return key.startswith((f"{BATCH_INPUT}{model}/", f"{BATCH_INPUT}{model}@"))

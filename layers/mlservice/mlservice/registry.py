@@ -6,15 +6,19 @@ reply was lost is never applied twice):
 
     {"model": "iris", "next_version": 4,
      "versions": {"1": {"state": "ready", "sha256": "...", "bytes": 1234, "token": "...", "created_at": "...",
+                        "created_by": {"principal": "arn:...", "request_id": "..."}, "environment": {...},
                         "algorithm": "...", "task": "...", "metrics": {...}, "description": null},
                   "2": {"state": "pending", "token": "...", "claimed_at": "..."},
-                  "3": {"state": "deleted", "deleted_at": "..."}},
-     "stages": {"production": {"version": 1, "stack": [2, 1], "history": [...], "updated_at": "..."}},
-     "applied": {"<token>": {"result": ..., "at": "..."}}}
+                  "3": {"state": "deleted", "deleted_at": "...", "deleted_by": {...}}},
+     "stages": {"production": {"version": 1, "stack": [2, 1], "updated_at": "...",
+                               "history": [{"time", "from", "to", "action", "by", "request_id"}, ...]}},
+     "applied": {"<token>": {"result": ..., "at": "..."}},
+     "erasing": {"at": "...", "by": {...}}}            <- only while DELETE /models/{model} runs
 
 A version is `pending` while its artifact is being written (its number is reserved, it is visible nowhere),
 `ready` once the artifact and metadata are complete in S3 and their digest is recorded here, and `deleted`
-after a delete (a tombstone: numbers are never handed out twice).
+after a delete (a tombstone: numbers are never handed out twice). Every change records who made it
+(mlservice.audit). A model being erased (`erasing`) is invisible and refuses every change but the erasure.
 
 THE INVARIANT: every stage serves either nothing or a `ready` version. It holds by construction: publishing,
 deploying, rolling back, undeploying and deleting all change this one document atomically, and `check` runs
@@ -29,8 +33,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from mlservice import atomic, keys, storage
+from mlservice import atomic, keys, runtime, storage
 from mlservice.atomic import Change, now_iso
+from mlservice.audit import INTERNAL_ACTOR, Actor
 from mlservice.errors import IntegrityError, ServiceError, conflict, not_found
 
 HISTORY_LIMIT = 1000
@@ -79,8 +84,16 @@ def load(model: str, quick: bool = False) -> dict:
 
 
 def _visible(document: dict) -> bool:
-    """A model exists once one of its versions was published or one of its stages was ever deployed."""
+    """A model exists once one of its versions was published or one of its stages was ever deployed, and
+    until its erasure begins."""
+    if document.get("erasing"):
+        return False
     return bool(document["stages"]) or any(v["state"] != PENDING for v in document["versions"].values())
+
+
+def _refuse_if_erasing(document: dict | None, model: str) -> None:
+    if document is not None and document.get("erasing"):
+        raise conflict("model_being_erased", f"model {model!r} is being erased; nothing can be added to it")
 
 
 def _model_missing(model: str) -> ServiceError:
@@ -118,6 +131,7 @@ def _reserve(model: str, token: str) -> int:
     a reply lost here, or a deletion since, can never hand back a number that is no longer this training's)."""
 
     def change(document: dict | None) -> Change:
+        _refuse_if_erasing(document, model)
         document = document or _empty(model)
         for number, entry in document["versions"].items():
             if entry.get("token") == token and entry["state"] == PENDING:
@@ -131,7 +145,12 @@ def _reserve(model: str, token: str) -> int:
 
 
 def publish_version(
-    model: str, artifact: bytes, metadata: dict[str, Any], artifact_format: str = "joblib", token: str | None = None
+    model: str,
+    artifact: bytes,
+    metadata: dict[str, Any],
+    artifact_format: str = "joblib",
+    token: str | None = None,
+    actor: Actor = INTERNAL_ACTOR,
 ) -> dict:
     """Store a trained model as the model's next version and return its complete metadata.
 
@@ -154,6 +173,7 @@ def publish_version(
         "version": version,
         "artifact": {"key": artifact_key, "sha256": digest, "bytes": len(artifact), "format": artifact_format},
         "created_at": now_iso(),
+        "created_by": actor.record(),
     }
     storage.put_bytes(artifact_key, artifact)
     storage.put_json(keys.metadata_key(model, version), complete)
@@ -163,6 +183,7 @@ def publish_version(
         entry = (document or _empty(model))["versions"].get(str(version), {})
         if entry.get("token") == token and entry.get("state") == READY:
             return Change(None, version)  # this write landed already (its reply was lost)
+        _refuse_if_erasing(document, model)
         if entry.get("token") != token or entry.get("state") != PENDING:
             raise RuntimeError(f"version {version} of {model!r} is no longer this training's reservation")
         document["versions"][str(version)] = {
@@ -171,6 +192,8 @@ def publish_version(
             "sha256": digest,
             "bytes": len(artifact),
             "created_at": complete["created_at"],
+            "created_by": complete["created_by"],
+            "environment": complete.get("environment"),
             **summary,
         }
         return Change(document, version)
@@ -202,12 +225,13 @@ def summarize(number: int, entry: dict) -> dict:
         "task": entry.get("task"),
         "metrics": entry.get("metrics") or {},
         "created_at": entry.get("created_at"),
+        "created_by": entry.get("created_by"),
         "description": entry.get("description"),
         "artifact_bytes": entry.get("bytes"),
     }
 
 
-def delete_version(model: str, version: int, token: str | None = None) -> None:
+def delete_version(model: str, version: int, token: str | None = None, actor: Actor = INTERNAL_ACTOR) -> None:
     """Remove a version no stage serves: the registry first (it disappears atomically, and a concurrent deploy
     of it either lands before — then this is 409 — or fails with 404), then its objects."""
     keys.validate_version(version)
@@ -223,7 +247,7 @@ def delete_version(model: str, version: int, token: str | None = None) -> None:
                 "version_in_use",
                 f"version {version} of model {model!r} is deployed to stage(s) {', '.join(in_use)}; undeploy it first",
             )
-        document["versions"][str(version)] = {"state": DELETED, "deleted_at": now_iso()}
+        document["versions"][str(version)] = {"state": DELETED, "deleted_at": now_iso(), "deleted_by": actor.record()}
         return Change(document, version)
 
     try:
@@ -283,11 +307,9 @@ def _stage_change(model: str, stage: str, token: str | None, apply: Callable[[di
     return _update(model, change, token or new_token())
 
 
-def _record(document: dict, stage: str, entry: dict, to: int | None, action: str) -> None:
-    entry["history"] = [
-        *entry["history"],
-        {"time": now_iso(), "from": entry.get("version"), "to": to, "action": action},
-    ]
+def _record(document: dict, stage: str, entry: dict, to: int | None, action: str, actor: Actor) -> None:
+    change = {"time": now_iso(), "from": entry.get("version"), "to": to, "action": action}
+    entry["history"] = [*entry["history"], {**change, "by": actor.principal, "request_id": actor.request_id}]
     entry["history"] = entry["history"][-HISTORY_LIMIT:]
     entry["stack"] = entry["stack"][-HISTORY_LIMIT:]
     entry["version"] = to
@@ -295,23 +317,24 @@ def _record(document: dict, stage: str, entry: dict, to: int | None, action: str
     document["stages"][stage] = entry
 
 
-def set_stage(model: str, stage: str, version: int, token: str | None = None) -> dict:
-    """Point a stage at a ready version (deploy). Returns the stage, the version and the one it replaced."""
+def set_stage(model: str, stage: str, version: int, token: str | None = None, actor: Actor = INTERNAL_ACTOR) -> dict:
+    """Point a stage at a ready version (deploy). Returns the stage, the version and the one it replaced.
+    A version trained with other library versions than this runtime's is refused (mlservice.runtime)."""
     keys.validate_version(version)
 
     def apply(document: dict, entry: dict) -> Change:
-        ready_entry(document, model, version)
+        runtime.refuse_deploy(model, version, ready_entry(document, model, version).get("environment"))
         result = {"stage": stage, "version": version, "previous_version": entry.get("version")}
         if entry.get("version") == version:
             return Change(None, result)
         entry["stack"] = [*entry["stack"], version]
-        _record(document, stage, entry, version, "deploy")
+        _record(document, stage, entry, version, "deploy", actor)
         return Change(document, result)
 
     return _stage_change(model, stage, token, apply)
 
 
-def rollback_stage(model: str, stage: str, token: str | None = None) -> dict:
+def rollback_stage(model: str, stage: str, token: str | None = None, actor: Actor = INTERNAL_ACTOR) -> dict:
     """Return a stage to the version it served before its last change; 409 when there is none."""
 
     def apply(document: dict, entry: dict) -> Change:
@@ -324,15 +347,17 @@ def rollback_stage(model: str, stage: str, token: str | None = None) -> dict:
             stack.pop()  # versions deleted since cannot be restored
         if not stack:
             raise conflict("no_previous_version", f"stage {stage!r} of model {model!r} has no previous version")
+        if stack[-1] is not None:
+            runtime.refuse_deploy(model, stack[-1], document["versions"][str(stack[-1])].get("environment"))
         result = {"stage": stage, "version": stack[-1], "previous_version": entry.get("version")}
         entry["stack"] = stack
-        _record(document, stage, entry, stack[-1], "rollback")
+        _record(document, stage, entry, stack[-1], "rollback", actor)
         return Change(document, result)
 
     return _stage_change(model, stage, token, apply)
 
 
-def clear_stage(model: str, stage: str, token: str | None = None) -> dict:
+def clear_stage(model: str, stage: str, token: str | None = None, actor: Actor = INTERNAL_ACTOR) -> dict:
     """Undeploy: the stage serves nothing, its history remains (and a rollback restores it)."""
 
     def apply(document: dict, entry: dict) -> Change:
@@ -340,7 +365,7 @@ def clear_stage(model: str, stage: str, token: str | None = None) -> dict:
             raise not_found("stage_not_deployed", f"stage {stage!r} of model {model!r} is not deployed")
         result = {"stage": stage, "version": None, "previous_version": entry["version"]}
         entry["stack"] = [*entry["stack"], None]
-        _record(document, stage, entry, None, "undeploy")
+        _record(document, stage, entry, None, "undeploy", actor)
         return Change(document, result)
 
     return _stage_change(model, stage, token, apply)

@@ -55,6 +55,7 @@ class Settings:
     training_deadline_seconds: float
     training_budget_seconds: float
     idempotency_ttl_seconds: int
+    min_group_size: int
 
 
 def get_settings() -> Settings:
@@ -90,4 +91,15 @@ def get_settings() -> Settings:
         # Requests whose estimated training time exceeds this are refused before fitting.
         training_budget_seconds=_env_float("TRAINING_BUDGET_SECONDS", 20.0),
         idempotency_ttl_seconds=_env_int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600),
+        # No value seen in fewer training rows than this is published or kept in an artifact: rarer categories
+        # share one token, rarer words are left out, numbers are summarised by percentiles with at least this
+        # many rows on each side, and a rarer class is refused (see the README, "What a model publishes").
+        min_group_size=_min_group_size(),
     )
+
+
+def _min_group_size() -> int:
+    value = _env_int("MIN_GROUP_SIZE", 5)
+    if value < 1:
+        raise ServiceError("configuration_error", "environment variable MIN_GROUP_SIZE must be at least 1")
+    return value

@@ -469,6 +469,33 @@ def delete_prefix(prefix: str) -> None:
         client().delete_objects(Bucket=_bucket(), Delete={"Objects": batch, "Quiet": True})
 
 
+@_storage_call("list_object_versions")
+def list_versions(prefix: str) -> list[dict]:
+    """Every stored version and delete marker under a prefix, as {"Key", "VersionId"} (an unversioned bucket
+    lists each object once, with VersionId "null")."""
+    paginator = client().get_paginator("list_object_versions")
+    found: list[dict] = []
+    for page in paginator.paginate(Bucket=_bucket(), Prefix=prefix):
+        for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+            found.append({"Key": item["Key"], "VersionId": item["VersionId"]})
+    return found
+
+
+@_storage_call("delete_objects")
+def delete_versions(items: list[dict]) -> None:
+    """Remove the given object versions for good (nothing can restore them). S3 reports refusals per object
+    in a successful reply: a transient one is StorageUnavailable, any other an error, never a silent skip."""
+    for start in range(0, len(items), 1000):
+        chunk = items[start : start + 1000]
+        response = client().delete_objects(Bucket=_bucket(), Delete={"Objects": chunk, "Quiet": True})
+        errors = response.get("Errors") or []
+        if errors:
+            codes = {str(e.get("Code")) for e in errors}
+            if codes & _THROTTLED:
+                raise StorageUnavailable("delete_objects", sorted(codes & _THROTTLED)[0])
+            raise RuntimeError(f"S3 refused to delete {len(errors)} object version(s): {sorted(codes)}")
+
+
 @_storage_call("send_message")
 def send_messages(queue_url: str, bodies: list[str]) -> None:
     """Send messages in batches of ten; any message SQS refuses is an error, never a silent drop."""

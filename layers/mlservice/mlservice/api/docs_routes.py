@@ -48,8 +48,17 @@ def openapi_json(base_path: str = "/") -> str:
             version=__version__,
             description=DESCRIPTION,
             servers=[Server(url=base_path)],
-            # deployed, API Gateway wants the key on every request; declaring it lets Swagger UI send it
-            security_schemes={"apiKey": APIKey(name="x-api-key", in_=APIKeyIn.header)},
+            # Deployed, API Gateway wants the key on prediction routes (declaring it lets Swagger UI send it) and a
+            # SigV4 signature on management routes (those name `sigv4` themselves); `make run` checks neither.
+            security_schemes={
+                "apiKey": APIKey(name="x-api-key", in_=APIKeyIn.header),
+                "sigv4": APIKey(
+                    name="Authorization",
+                    in_=APIKeyIn.header,
+                    description="AWS Signature Version 4 (service execute-api): an IAM principal allowed "
+                    "execute-api:Invoke on the route. Sign with botocore's SigV4Auth or awscurl; see the README.",
+                ),
+            },
             security=[{"apiKey": []}],
         )
     return _documents[base_path]

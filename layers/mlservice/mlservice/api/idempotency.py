@@ -5,8 +5,10 @@ undeploy and delete. The first request with a key runs and its response is kept 
 (24 h); the same key with the same request (method, path, query and JSON body, whitespace and key order
 aside) replays that response with `Idempotent-Replayed: true`; with a different request it is 422
 `idempotency_key_reused`; while the first is still running, 409 `idempotency_key_in_progress`. Failed requests
-are not kept: retrying them runs them again. Keys are scoped to the caller (its API key id), so two clients
-cannot collide. Predict and infer only read, so they are always safe to retry and ignore the header.
+are not kept: retrying them runs them again. Keys are scoped to the caller (its IAM principal, or API key
+id), so two clients cannot collide. Records lie under the model's prefix, so erasing the model erases them.
+Predict and infer only read, so they are always safe to retry and ignore the header. DELETE /models/{model}
+(erasure) keeps no record: it is idempotent by nature, and a record would outlive what it erased.
 
 Two layers make a retry safe even when this record is lost or late. Each mutation also carries a token
 derived from the key (`request_token`), which the registry stores with the change it made: a retry whose
@@ -39,7 +41,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 
-from mlservice import atomic, keys, storage
+from mlservice import atomic, audit, keys, storage
 from mlservice.atomic import Change
 from mlservice.errors import ServiceError, bad_request
 from mlservice.observability import logger
@@ -58,13 +60,15 @@ class S3PersistenceLayer(BasePersistenceLayer):
     """Idempotency records as small JSON objects under idempotency/, written with mlservice.atomic like every
     other piece of shared state. `owner` is the request id of the invocation using it."""
 
-    def __init__(self, owner: str) -> None:
+    def __init__(self, owner: str, model: str) -> None:
         super().__init__()
         self.owner = owner
+        self.model = model
 
-    @staticmethod
-    def _object_key(idempotency_key: str) -> str:
-        return keys.idempotency_key(hashlib.sha256(idempotency_key.encode()).hexdigest())
+    def _object_key(self, idempotency_key: str) -> str:
+        # Under the model's prefix: a record holds its response (a version's metadata), which erasing the
+        # model must erase too.
+        return keys.idempotency_key(self.model, hashlib.sha256(idempotency_key.encode()).hexdigest())
 
     def _document(self, record: DataRecord) -> dict:
         return {
@@ -129,11 +133,6 @@ class S3PersistenceLayer(BasePersistenceLayer):
             logger.warning("idempotency record not removed", extra={"error": type(error).__name__})
 
 
-def _caller(app: ApiGatewayResolver) -> str:
-    identity = app.current_event.get("requestContext", {}).get("identity") or {}
-    return str(identity.get("apiKeyId") or identity.get("userArn") or "anonymous")
-
-
 def _canonical_body(app: ApiGatewayResolver) -> str:
     """The body as compared between requests: its JSON with sorted keys (parsed, and cached, by request
     validation), or as sent for a route that takes no body and so never parsed what it was given."""
@@ -186,7 +185,8 @@ def idempotent(app: ApiGatewayResolver, next_middleware: NextMiddleware) -> Resp
             "the Idempotency-Key header must be 1-255 printable ASCII characters without spaces",
             code="invalid_idempotency_key",
         )
-    scoped = f"{_caller(app)}\n{raw}"
+    model = keys.validate_name(app.current_event.path_parameters.get("model"), "model")
+    scoped = f"{audit.principal(app.current_event.raw_event)}\n{raw}"
     event = app.current_event
     request = {
         "method": event.http_method,
@@ -219,7 +219,7 @@ def idempotent(app: ApiGatewayResolver, next_middleware: NextMiddleware) -> Resp
         function=lambda: _as_dict(next_middleware(app)),
         function_payload=data,
         config=config,
-        persistence_store=S3PersistenceLayer(owner=_request_id(app)),
+        persistence_store=S3PersistenceLayer(owner=_request_id(app), model=model),
         key_prefix="mlservice",
         function_args=(),
         function_kwargs={},

@@ -27,6 +27,14 @@ VersionQuery = Annotated[
     int | None, Query(ge=1, le=keys.MAX_VERSION, description="a version number, instead of a stage")
 ]
 
+# Deployed, the management routes (training and registry) are IAM-authorised: the OpenAPI document says so per
+# route, and everything else takes the API key (docs_routes declares both schemes).
+IAM_SIGNED: list[dict[str, list[str]]] = [{"sigv4": []}]
+
+UndeployQuery = Annotated[
+    bool, Query(description="erase a model even while stages serve it (they are undeployed first)")
+]
+
 
 class DeployRequest(Body):
     version: int = coded("invalid_version", ge=1, le=keys.MAX_VERSION, description="the version the stage will serve")

@@ -7,9 +7,9 @@ import time
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
-from mlservice import registry
+from mlservice import audit, registry
 from mlservice.api.idempotency import idempotent, is_keyed, request_token
-from mlservice.api.schemas import ModelName
+from mlservice.api.schemas import IAM_SIGNED, ModelName
 from mlservice.observability import logger, metrics
 from mlservice.settings import get_settings
 from mlservice.training.request import TrainRequest
@@ -36,6 +36,7 @@ def _deadline() -> float:
     "holdout, stores it and returns its metadata. Synchronous, under a training deadline (504 when it passes, "
     "nothing published); requests estimated to exceed the training budget are refused before fitting.",
     tags=["training"],
+    security=IAM_SIGNED,
     responses={201: {"description": "the new version's metadata"}},
     middlewares=[idempotent],
 )
@@ -47,7 +48,8 @@ def train_version(model: ModelName, request: TrainRequest) -> Response[dict]:
         from mlservice.training.trainer import train  # training imports stay off every other route's path
 
         artifact, metadata = train(request, _deadline())
-        published = registry.publish_version(model, artifact, metadata, token=token)
+        actor = audit.from_event(router.current_event.raw_event)
+        published = registry.publish_version(model, artifact, metadata, token=token, actor=actor)
         metrics.add_metric(name="ModelsTrained", unit="Count", value=1)
     logger.info(
         "trained",

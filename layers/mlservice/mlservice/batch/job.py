@@ -38,8 +38,9 @@ class LeaseHeld(RuntimeError):
     """Another run holds this job's live lease: this invocation fails so that Lambda (or SQS) retries it later."""
 
 
-def job_id(key: str, etag: str, revision: str = "") -> str:
-    return hashlib.sha256(f"{key}\n{etag.strip(chr(34))}\n{revision}".encode()).hexdigest()[:32]
+def job_id(model: str, key: str, etag: str, revision: str = "") -> str:
+    digest = hashlib.sha256(f"{key}\n{etag.strip(chr(34))}\n{revision}".encode()).hexdigest()
+    return keys.batch_job_id(model, digest)
 
 
 def revision_of(head: dict) -> str:

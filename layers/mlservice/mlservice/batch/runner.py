@@ -38,7 +38,7 @@ def handle_object(key: str, etag: str, size: int) -> dict:
     revision = jobs.revision_of(head)
     if jobs.already_done(spec, etag, revision):
         return {"status": "duplicate", "manifest": spec.manifest_key}
-    job = jobs.job_id(key, etag, revision)
+    job = jobs.job_id(spec.model, key, etag, revision)
     try:
         with jobs.Lease(keys.batch_lease_key(job)).held() as lease:
             if jobs.already_done(spec, etag, revision):  # finished by the run whose lease this one waited out

@@ -16,11 +16,12 @@ from __future__ import annotations
 import io
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from mlservice import registry
+from mlservice import registry, runtime
 from mlservice.errors import IntegrityError, ServiceError, StorageUnavailable
 from mlservice.settings import get_settings
 
@@ -64,10 +65,22 @@ class Selection:
     stale_seconds: float | None
 
 
-def _unpickle(data: bytes) -> Any:
+def _unpickle(model: str, version: int, data: bytes, environment: dict | None) -> Any:
+    """The pipeline, only when it was made by this runtime's library versions (mlservice.runtime): checked
+    from the recorded environment before unpickling, and by scikit-learn's own version stamp during it."""
+    runtime.refuse_load(model, version, environment)
     import joblib  # imported on first load, not at cold start of routes that never load a model
+    from sklearn.exceptions import InconsistentVersionWarning
 
-    return joblib.load(io.BytesIO(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InconsistentVersionWarning)
+        try:
+            return joblib.load(io.BytesIO(data))
+        except InconsistentVersionWarning as warning:
+            found = (
+                f"scikit-learn {warning.original_sklearn_version} (this runtime has {warning.current_sklearn_version})"
+            )
+            raise runtime.ArtifactIncompatible(model, version, found) from None
 
 
 class ModelCache:
@@ -153,7 +166,9 @@ class ModelCache:
                 loaded = self._models.get(key)
             if loaded is None or loaded.sha256 != entry["sha256"]:
                 data, metadata = registry.load_verified_artifact(model, version, entry)
-                loaded = LoadedModel(model, version, metadata, _unpickle(data), entry["sha256"])
+                environment = entry.get("environment") or metadata.get("environment")
+                pipeline = _unpickle(model, version, data, environment)
+                loaded = LoadedModel(model, version, metadata, pipeline, entry["sha256"])
                 with self._lock:
                     self._models[key] = loaded
                     while len(self._models) > max(1, get_settings().model_cache_size):

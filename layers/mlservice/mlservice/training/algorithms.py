@@ -478,6 +478,33 @@ def _conflict(message: str) -> None:
     raise bad_request(message, code="invalid_hyperparameter")
 
 
+# Hyperparameters that set how many training rows one prediction rests on: a leaf (trees and boosting) or a
+# neighbourhood (kNN) of a single row answers with that row's own target.
+GROUP_FLOORS = {
+    "decision_tree": "min_samples_leaf",
+    "random_forest": "min_samples_leaf",
+    "gradient_boosting": "min_samples_leaf",
+    "knn": "n_neighbors",
+}
+
+
+def group_floor(algorithm: Algorithm, params: dict[str, Any], min_group: int) -> tuple[dict[str, Any], list[str]]:
+    """Raise the leaf size (trees, forests, boosting) or the neighbour count (kNN) to MIN_GROUP_SIZE, so that
+    no prediction rests on fewer training rows than may be singled out (with bootstrap, a forest's leaf may
+    hold repeats of fewer distinct rows). Returns the params and a note for each value raised."""
+    name = GROUP_FLOORS.get(algorithm.name)
+    if name is None or min_group <= 1:
+        return params, []
+    asked = params.get(name)
+    if asked is not None and asked >= min_group:
+        return params, []
+    note = (
+        f"{name} raised from {asked if asked is not None else 'the default'} to {min_group} (MIN_GROUP_SIZE): "
+        "no prediction may rest on fewer training rows"
+    )
+    return {**params, name: min_group}, [note]
+
+
 def check_combination(algorithm: Algorithm, task: str, params: dict[str, Any], context: FitContext) -> dict[str, Any]:
     """Catch the combinations scikit-learn would reject mid-fit, with a message naming the fix; returns params
     with the choices those rules imply (an elastic-net logistic regression needs the saga solver)."""

@@ -3,7 +3,12 @@
 The pickled pipeline starts at the matrix `mlservice.features.rows_to_matrix` builds, so its preprocessing
 must consist of scikit-learn classes only (serving unpickles without this package) and address columns by
 integer position (no pandas). Categorical missing values arrive as the "" category and numeric ones as NaN,
-which is why the steps here are an imputer for numbers and a one-hot encoder that ignores unknown values.
+which is why the steps here are an imputer for numbers and a one-hot encoder.
+
+Nothing seen in fewer than MIN_GROUP_SIZE training rows reaches the artifact or the metadata: the profile
+keeps only categories seen that often (the others, and every value unseen in training, become one shared
+token before the encoder sees them, whose categories are given explicitly), TF-IDF keeps only terms of at
+least that many rows, and numbers are summarised by percentiles with at least that many rows on either side.
 """
 
 from __future__ import annotations
@@ -22,18 +27,28 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from mlservice.errors import bad_request
-from mlservice.features import CATEGORICAL, MISSING_CATEGORY, MISSING_STRINGS, NUMERIC, TEXT, category
+from mlservice.features import (
+    CATEGORICAL,
+    MISSING_CATEGORY,
+    MISSING_STRINGS,
+    NUMERIC,
+    RARE_CATEGORY,
+    TEXT,
+    category,
+)
 from mlservice.text import shown
 
 CLASSIFICATION, REGRESSION = "classification", "regression"
 TFIDF_MAX_FEATURES = 5000
-# Rarer categories share one "infrequent" column: keeps an id-like column from becoming a million columns.
+# One-hot columns per feature, the rare token's included: beyond the most frequent ONE_HOT_MAX_CATEGORIES - 1
+# categories the others share the rare token's column too, so an id-like column cannot become a million columns.
 ONE_HOT_MAX_CATEGORIES = 1000
-PROFILE_MAX_CATEGORIES = 1000
+# The percentiles a numeric summary publishes. Each is null unless at least MIN_GROUP_SIZE rows lie on each
+# side of it (p50 needs 2 × MIN_GROUP_SIZE values, p25/p75 4 ×, p5/p95 20 ×): never an extreme, never one row.
+PERCENTILES = (5, 25, 50, 75, 95)
 # Integer targets with at most this many distinct values (and fewer than half the rows) are class labels.
 MAX_INFERRED_CLASSES = 20
 _EXACT_INTEGERS = 2.0**53
-
 
 
 def _not_finite(row: int, column: str, value: Any, code: str) -> None:
@@ -103,18 +118,37 @@ def check_finite(values: Sequence[Any], name: str) -> None:
             _not_finite(i, name, value, "invalid_value")
 
 
-def check_text_has_words(matrix: np.ndarray, features: Sequence[dict]) -> None:
-    """TF-IDF cannot fit a column without a single word; say which column instead of 'empty vocabulary'."""
+def check_text_has_words(matrix: np.ndarray, features: Sequence[dict], min_group: int) -> None:
+    """TF-IDF keeps only terms found in at least `min_group` training rows and cannot fit a column left
+    without any: say which column instead of 'After pruning, no terms remain'. Stops at the first such term."""
     analyzer = TfidfVectorizer().build_analyzer()
     for j, feature in enumerate(features):
-        if feature["kind"] == TEXT and not any(analyzer(text) for text in matrix[:, j]):
+        if feature["kind"] != TEXT:
+            continue
+        rows_with: Counter[str] = Counter()
+        for text in matrix[:, j]:
+            terms = set(analyzer(text))
+            rows_with.update(terms)
+            if any(rows_with[term] >= min_group for term in terms):
+                break
+        else:
+            if not rows_with:
+                raise bad_request(
+                    f"text feature {feature['name']!r} has no words in the training rows", code="invalid_features"
+                )
             raise bad_request(
-                f"text feature {feature['name']!r} has no words in the training rows", code="invalid_features"
+                f"text feature {feature['name']!r} has no word found in at least {min_group} training rows "
+                f"(MIN_GROUP_SIZE): rarer words are left out of a model, so this column would have no terms",
+                code="invalid_features",
             )
 
 
-def build_preprocessor(features: Sequence[dict], *, scale_numeric: bool, dense: bool) -> ColumnTransformer:
-    """One ColumnTransformer over the rows_to_matrix layout, addressing columns by position."""
+def build_preprocessor(
+    features: Sequence[dict], *, scale_numeric: bool, dense: bool, min_group: int
+) -> ColumnTransformer:
+    """One ColumnTransformer over the rows_to_matrix layout, addressing columns by position. `features` is
+    the profile (feature_profile): the encoder's categories are each feature's kept ones plus the rare token,
+    which is all it ever sees (rows_to_matrix pools the others into the token)."""
     numeric = [j for j, f in enumerate(features) if f["kind"] == NUMERIC]
     categorical = [j for j, f in enumerate(features) if f["kind"] == CATEGORICAL]
     steps: list[tuple[str, Any, Any]] = []
@@ -122,13 +156,34 @@ def build_preprocessor(features: Sequence[dict], *, scale_numeric: bool, dense: 
         imputer = SimpleImputer(strategy="median", keep_empty_features=True)
         steps.append(("numeric", make_pipeline(imputer, StandardScaler()) if scale_numeric else imputer, numeric))
     if categorical:
-        encoder = OneHotEncoder(handle_unknown="ignore", max_categories=ONE_HOT_MAX_CATEGORIES)
+        categories = [_encoder_categories(features[j]) for j in categorical]
+        encoder = OneHotEncoder(categories=categories, handle_unknown="ignore")
         steps.append(("categorical", encoder, categorical))
     for j, feature in enumerate(features):
         if feature["kind"] == TEXT:
-            # A scalar column index hands the vectorizer a 1-D array of strings, which is what it takes.
-            steps.append((f"text_{j}", TfidfVectorizer(max_features=TFIDF_MAX_FEATURES), j))
+            # A scalar column index hands the vectorizer a 1-D array of strings, which is what it takes. An
+            # integer min_df counts rows: a term of fewer rows is not in the vocabulary.
+            steps.append((f"text_{j}", TfidfVectorizer(max_features=TFIDF_MAX_FEATURES, min_df=min_group), j))
     return ColumnTransformer(steps, remainder="drop", sparse_threshold=0.0 if dense else 0.3, n_jobs=1)
+
+
+def _encoder_categories(feature: dict) -> np.ndarray:
+    categories = np.empty(len(feature["categories"]) + 1, dtype=object)
+    categories[:] = [*sorted(feature["categories"]), feature["rare_category"]]
+    return categories
+
+
+def forget_pruned_terms(pipeline: Pipeline) -> None:
+    """Drop what a fitted TfidfVectorizer remembers of the terms it left out (`stop_words_`, which older
+    scikit-learn versions keep and document as safe to delete before pickling)."""
+    for _, transformer, _ in pipeline.named_steps["preprocess"].transformers_:
+        if isinstance(transformer, TfidfVectorizer) and hasattr(transformer, "stop_words_"):
+            del transformer.stop_words_
+
+
+def text_terms(pipeline: Pipeline, position: int) -> int:
+    """How many terms the fitted TF-IDF of the text feature at `position` kept."""
+    return len(pipeline.named_steps["preprocess"].named_transformers_[f"text_{position}"].vocabulary_)
 
 
 def build_pipeline(preprocessor: ColumnTransformer, estimator: Any) -> Pipeline:
@@ -139,8 +194,19 @@ def _finite(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def feature_profile(matrix: np.ndarray, features: Sequence[dict]) -> list[dict]:
-    """The schema serving needs (name, kind) plus what the training rows looked like, per feature."""
+def percentiles(values: np.ndarray, min_group: int) -> dict[str, float | None]:
+    """p5 … p95 of finite values; each null unless at least `min_group` values lie at or below it and at least
+    `min_group` at or above it (numpy's linear interpolation), so none is an extreme or a tiny set's member."""
+    summary: dict[str, float | None] = {}
+    for q in PERCENTILES:
+        enough = len(values) * min(q, 100 - q) >= 100 * min_group
+        summary[f"p{q}"] = _finite(np.percentile(values, q)) if enough else None
+    return summary
+
+
+def feature_profile(matrix: np.ndarray, features: Sequence[dict], min_group: int) -> list[dict]:
+    """The schema serving needs (name, kind, and a categorical feature's kept categories and rare token) plus
+    what the training rows looked like, per feature, with nothing seen in fewer than `min_group` rows."""
     profile = []
     for j, feature in enumerate(features):
         entry: dict[str, Any] = {"name": feature["name"], "kind": feature["kind"]}
@@ -149,19 +215,21 @@ def feature_profile(matrix: np.ndarray, features: Sequence[dict]) -> list[dict]:
             numbers = column.astype(np.float64)
             present = numbers[~np.isnan(numbers)]
             entry["missing"] = int(len(numbers) - len(present))
-            if len(present):
-                entry.update(
-                    min=_finite(present.min()), max=_finite(present.max()), mean=_finite(present.mean(dtype=np.float64))
-                )
-            else:
-                entry.update(min=None, max=None, mean=None)
+            entry["percentiles"] = percentiles(present, min_group)
         elif feature["kind"] == CATEGORICAL:
             counts = Counter(column.tolist())
-            entry["missing"] = counts.pop(MISSING_CATEGORY, 0)
-            ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-            entry["distinct"] = len(ranked)
-            entry["categories"] = [value for value, _ in ranked[:PROFILE_MAX_CATEGORIES]]
-            entry["categories_truncated"] = len(ranked) > PROFILE_MAX_CATEGORIES
+            entry["missing"] = counts.get(MISSING_CATEGORY, 0)
+            entry["distinct"] = len(counts) - (MISSING_CATEGORY in counts)
+            # The missing category "" is kept like any other: a category of its own only when that many rows
+            # miss a value, else missing values share the rare token.
+            ranked = sorted(
+                ((value, count) for value, count in counts.items() if count >= min_group),
+                key=lambda item: (-item[1], item[0]),
+            )[: ONE_HOT_MAX_CATEGORIES - 1]
+            entry["categories"] = [value for value, _ in ranked]
+            entry["category_counts"] = [count for _, count in ranked]
+            entry["rare_category"] = RARE_CATEGORY
+            entry["rare_rows"] = len(column) - sum(entry["category_counts"])
         else:
             entry["missing"] = int(sum(1 for text in column if not str(text).strip()))
         profile.append(entry)

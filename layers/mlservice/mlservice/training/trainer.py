@@ -6,6 +6,10 @@ budget, then fits a single scikit-learn Pipeline on the rows_to_matrix encoding 
 child process stopped at the training deadline — evaluates it on a holdout the model never saw, and returns
 the joblib bytes plus the metadata the registry stores with them. The artifact is fitted on the training part
 only, so the metrics describe exactly the model that is served.
+
+Neither holds a value seen in fewer than MIN_GROUP_SIZE training rows (see preprocessing): rare categories
+are pooled into one token before the fit, rare words are left out, numbers are published as percentiles,
+and a class that rare is refused (`class_too_rare`), since every class is published and predicted.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from sklearn.model_selection import train_test_split
 
 from mlservice import fields
 from mlservice.errors import bad_request
-from mlservice.features import CATEGORICAL, TEXT, rows_to_matrix
+from mlservice.features import CATEGORICAL, TEXT, pool_rare_categories, rows_to_matrix
 from mlservice.settings import get_settings
 from mlservice.training import algorithms, budget, metrics, preprocessing
 from mlservice.training import deadline as deadline_runner
@@ -39,7 +43,6 @@ MIN_ROWS = 10
 DEFAULT_TEST_SIZE = 0.2
 MAX_WARNINGS = 10
 _HASH_CHUNK_ROWS = 10_000
-
 
 
 def _listed(names: Sequence[str], limit: int = 30) -> str:
@@ -133,17 +136,39 @@ def _warning_texts(caught: Sequence[warnings.WarningMessage]) -> list[str]:
     return texts[:MAX_WARNINGS]
 
 
-def _preprocessing_summary(algorithm: Algorithm, task: str, features: Sequence[dict]) -> dict[str, Any]:
+def _check_classes(y: np.ndarray, y_train: np.ndarray, target_name: str, min_group: int) -> None:
+    """Every class is published (metadata, every prediction): refuse one of fewer than `min_group` training
+    rows, without naming it. A class found only in the holdout counts as 0 training rows."""
+    labels = np.unique(y)
+    in_training = dict(zip(*np.unique(y_train, return_counts=True), strict=True))
+    counts = [int(in_training.get(label, 0)) for label in labels]
+    rare = sum(count < min_group for count in counts)
+    if rare:
+        raise bad_request(
+            f"{rare} of the {len(labels)} classes of target {target_name!r} have fewer than {min_group} rows in the "
+            f"training part (the rarest has {min(counts)} of {len(y_train)} training rows, after holding out "
+            f"test_size): a model publishes its classes, so each needs at least MIN_GROUP_SIZE ({min_group}) "
+            "training rows; add rows, merge rare classes into one, or drop their rows",
+            code="class_too_rare",
+        )
+
+
+def _preprocessing_summary(algorithm: Algorithm, task: str, features: Sequence[dict], min_group: int) -> dict[str, Any]:
     kinds = {f["kind"] for f in features}
     summary: dict[str, Any] = {}
     if "numeric" in kinds:
         summary["numeric"] = "median imputation" + (" + standard scaling" if algorithm.scale_numeric else "")
     if "categorical" in kinds:
         summary["categorical"] = (
-            f"one-hot (unknown values ignored, at most {preprocessing.ONE_HOT_MAX_CATEGORIES} columns per feature)"
+            f"one-hot of the categories in at least {min_group} training rows (at most "
+            f"{preprocessing.ONE_HOT_MAX_CATEGORIES - 1}); every other value, unseen ones included, is one "
+            "shared rare category"
         )
     if TEXT in kinds:
-        summary["text"] = f"TF-IDF (at most {preprocessing.TFIDF_MAX_FEATURES} terms per feature)"
+        summary["text"] = (
+            f"TF-IDF of the terms in at least {min_group} training rows (at most "
+            f"{preprocessing.TFIDF_MAX_FEATURES} per feature)"
+        )
     summary["dense"] = algorithm.needs_dense
     summary["target_standardised"] = task != CLASSIFICATION and algorithm.scale_target
     return summary
@@ -155,13 +180,13 @@ def _serialise(pipeline: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _expanded_width(X: np.ndarray, features: Sequence[dict]) -> int:
-    """Columns after preprocessing, for the cost estimate: one per number, one per category (up to the
-    one-hot cap), up to the TF-IDF vocabulary cap per text column."""
+def _expanded_width(features: Sequence[dict]) -> int:
+    """Columns after preprocessing, for the cost estimate: one per number, one per kept category plus the rare
+    one, up to the TF-IDF vocabulary cap per text column."""
     width = 0
-    for j, feature in enumerate(features):
+    for feature in features:
         if feature["kind"] == CATEGORICAL:
-            width += min(len(set(X[:, j].tolist())), preprocessing.ONE_HOT_MAX_CATEGORIES)
+            width += len(feature["categories"]) + 1
         elif feature["kind"] == TEXT:
             width += preprocessing.TFIDF_MAX_FEATURES
         else:
@@ -195,6 +220,7 @@ def train(request: TrainRequest | dict, deadline: float | None = None) -> tuple[
     """
     started = time.perf_counter()
     settings = get_settings()
+    min_group = settings.min_group_size
     if deadline is None:
         deadline = time.monotonic() + settings.training_deadline_seconds
     req = fields.parse(TrainRequest, request)
@@ -260,15 +286,23 @@ def train(request: TrainRequest | dict, deadline: float | None = None) -> tuple[
         n_classes=n_classes,
         y=y_train,
     )
+    params, floor_notes = algorithms.group_floor(algorithm, params, min_group)
     params = algorithms.check_combination(algorithm, task, params, context)
-    preprocessing.check_text_has_words(X_train, features)
+    preprocessing.check_text_has_words(X_train, features, min_group)
+    if task == CLASSIFICATION:
+        _check_classes(y, y_train, target_name, min_group)
+    # The schema with each categorical feature's kept categories, measured on the rows the model is fitted on;
+    # both parts then go through the same pooling serving applies to every request.
+    profile = preprocessing.feature_profile(X_train, features, min_group)
+    X_train, X_test = pool_rare_categories(X_train, profile), pool_rare_categories(X_test, profile)
+    del X
     cost = budget.estimate(
         algorithm.name,
         task,
         params,
         train_rows=len(y_train),
         holdout_rows=len(y_test),
-        width=_expanded_width(X_train, features),
+        width=_expanded_width(profile),
         n_features=len(features),
         n_classes=n_classes,
         cv=req.cv,
@@ -278,7 +312,7 @@ def train(request: TrainRequest | dict, deadline: float | None = None) -> tuple[
     def fit_and_describe() -> tuple[bytes, dict[str, Any]]:
         estimator = algorithms.build_estimator(algorithm, task, params, random_state)
         preprocessor = preprocessing.build_preprocessor(
-            features, scale_numeric=algorithm.scale_numeric, dense=algorithm.needs_dense
+            profile, scale_numeric=algorithm.scale_numeric, dense=algorithm.needs_dense, min_group=min_group
         )
         pipeline = preprocessing.build_pipeline(preprocessor, estimator)
         with warnings.catch_warnings(record=True) as caught:
@@ -293,6 +327,7 @@ def train(request: TrainRequest | dict, deadline: float | None = None) -> tuple[
                     f"{algorithm.name} could not be fitted to this data: {str(error).splitlines()[0][:300]}",
                     code="training_failed",
                 ) from None
+        preprocessing.forget_pruned_terms(pipeline)
         _check_outputs(pipeline, X_train[: min(len(X_train), 1000)], algorithm, task)
 
         if task == CLASSIFICATION:
@@ -309,22 +344,22 @@ def train(request: TrainRequest | dict, deadline: float | None = None) -> tuple[
             target_info["classes"] = preprocessing.json_labels(classes)
             target_info["class_counts"] = [int((y_train == c).sum()) for c in classes]
         else:
-            target_info.update(
-                min=metrics.finite(y_train.min()),
-                max=metrics.finite(y_train.max()),
-                mean=metrics.finite(y_train.mean()),
-            )
+            target_info["percentiles"] = preprocessing.percentiles(y_train, min_group)
+        published = [
+            {**f, "terms": preprocessing.text_terms(pipeline, j)} if f["kind"] == TEXT else f
+            for j, f in enumerate(profile)
+        ]
 
         artifact = _serialise(pipeline)
         metadata: dict[str, Any] = {
             "algorithm": algorithm.name,
             "task": task,
             "hyperparameters": algorithms.effective_params(algorithms.core_estimator(pipeline.named_steps["model"])),
-            "features": preprocessing.feature_profile(X_train, features),
+            "features": published,
             "target": target_info,
             "metrics": scores,
             "feature_importance": importance,
-            "preprocessing": _preprocessing_summary(algorithm, task, features),
+            "preprocessing": _preprocessing_summary(algorithm, task, features, min_group),
             "training": {
                 "rows": len(y_train),
                 "holdout_rows": len(y_test),
@@ -334,7 +369,7 @@ def train(request: TrainRequest | dict, deadline: float | None = None) -> tuple[
                 "stratified": stratify is not None,
                 "source": table.source,
                 "sha256": digest,
-                "warnings": _warning_texts(caught),
+                "warnings": floor_notes + _warning_texts(caught),
                 "estimated_seconds": round(cost.seconds, 3),
                 "seconds": round(time.perf_counter() - started, 3),
             },
