@@ -46,10 +46,8 @@ def _mark(model: str, undeploy: bool, actor: Actor) -> tuple[dict | None, list[s
     """Step 1. Returns the document as written (None when the model has none) and the stages undeployed."""
 
     def change(document: dict | None) -> Change:
-        if document is None:
-            return Change(None, [])
-        if document.get("erasing"):
-            return Change(None, [])  # another (or an earlier) erasure began it: continue
+        if document is None or document.get("erasing"):
+            return Change(None, (document, []))  # nothing to mark, or an earlier erasure began it: continue
         deployed = sorted(s for s, entry in document["stages"].items() if entry.get("version") is not None)
         if deployed and not undeploy:
             raise conflict(
@@ -67,11 +65,9 @@ def _mark(model: str, undeploy: bool, actor: Actor) -> tuple[dict | None, list[s
             "stages": {},
             "erasing": {"at": now_iso(), "by": actor.record()},
         }
-        return Change(marked, deployed)
+        return Change(marked, (marked, deployed))
 
-    undeployed = atomic.update(keys.registry_key(model), change, check=registry.check, what=f"model {model!r}")
-    document, _ = atomic.read(keys.registry_key(model))
-    return document, undeployed
+    return atomic.update(keys.registry_key(model), change, check=registry.check, what=f"model {model!r}")
 
 
 def _busy(model: str, document: dict | None) -> tuple[int, int, float]:
