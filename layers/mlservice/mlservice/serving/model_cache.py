@@ -23,6 +23,7 @@ from typing import Any
 
 from mlservice import registry, runtime
 from mlservice.errors import IntegrityError, ServiceError, StorageUnavailable
+from mlservice.serving.runners import Runner, SklearnRunner
 from mlservice.settings import get_settings
 
 REGISTRY_COPIES = 256
@@ -33,7 +34,7 @@ class LoadedModel:
     name: str
     version: int
     metadata: dict
-    pipeline: Any
+    runner: Runner
     sha256: str
 
     @property
@@ -50,7 +51,7 @@ class LoadedModel:
 
     @property
     def has_probabilities(self) -> bool:
-        return self.is_classifier and hasattr(self.pipeline, "predict_proba")
+        return self.runner.has_probabilities
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,8 @@ class ModelCache:
                 data, metadata = registry.load_verified_artifact(model, version, entry)
                 environment = entry.get("environment") or metadata.get("environment")
                 pipeline = _unpickle(model, version, data, environment)
-                loaded = LoadedModel(model, version, metadata, pipeline, entry["sha256"])
+                runner = SklearnRunner(pipeline, metadata.get("task") == "classification")
+                loaded = LoadedModel(model, version, metadata, runner, entry["sha256"])
                 with self._lock:
                     self._models[key] = loaded
                     while len(self._models) > max(1, get_settings().model_cache_size):

@@ -42,10 +42,7 @@ def run_model(
     which scikit-learn refuses) or turns its probabilities into NaN."""
     try:
         with np.errstate(over="ignore", invalid="ignore"):
-            predictions = loaded.pipeline.predict(matrix)
-            probabilities = (
-                loaded.pipeline.predict_proba(matrix) if with_probabilities and loaded.has_probabilities else None
-            )
+            predictions, probabilities = loaded.runner.outputs(matrix, with_probabilities)
     except (ValueError, FloatingPointError, OverflowError):
         raise bad_request(
             "a value is too large for this model: it overflows in the model's own scaling", code="invalid_value"
