@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SAM_VENV := .venv-sam
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test fuzz lint fmt sam-tools build validate bench bench-batch bench-training clean
+.PHONY: run test fuzz lint fmt sam-tools build validate bench bench-serving bench-batch bench-training clean
 
 $(VENV)/.installed: requirements-dev.txt layers/mlservice/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,14 @@ validate: $(SAM_VENV)/.installed
 build: $(SAM_VENV)/.installed
 	$(SAM_VENV)/bin/sam build
 
-bench: bench-batch bench-training
+# Every benchmark, the serving one first; BENCH_ARGS (e.g. --quick) goes to each.
+bench: bench-serving bench-batch bench-training
+
+# Online serving against bare scikit-learn: warm handler latency (1, 100, 10,000 rows; six models), cold start and
+# peak memory of the predict function vs a minimal joblib script, batch rows/s; ~2 min on 2 cores, --quick ~1.
+# Prints a table of ratios and writes benchmarks/results/serving.json.
+bench-serving: $(VENV)/.installed
+	$(BIN)/python benchmarks/serving.py $(BENCH_ARGS)
 
 # Batch prediction throughput (handler vs a bare numpy loop) and peak memory vs file size; ~3-4 min on 2 cores.
 # BENCH_ARGS=--quick for a version of under a minute.

@@ -287,7 +287,11 @@ def child_handler_local(spec: dict) -> dict:
     from mlservice.serving.model_cache import LoadedModel
 
     os.environ.update(MODEL_BUCKET=BUCKET, BATCH_CHUNK_ROWS=str(spec["chunk_rows"]))
-    loaded = LoadedModel(MODEL, 1, json.loads(Path(spec["metadata"]).read_text()), joblib.load(spec["artifact"]))
+    from mlservice.serving.runners import SklearnRunner
+
+    metadata = json.loads(Path(spec["metadata"]).read_text())
+    runner = SklearnRunner(joblib.load(spec["artifact"]), metadata.get("task") == "classification")
+    loaded = LoadedModel(MODEL, 1, metadata, runner, sha256="local")
 
     class LocalOutput:
         def __init__(self, path: str) -> None:
@@ -448,12 +452,14 @@ class Bench:
             del os.environ[name]
         os.environ.update(self.env)
         from mlservice import registry, storage
-        from mlservice.training.trainer import train
+        from mlservice.training.trainer import train_model
 
         s3_client().create_bucket(Bucket=BUCKET)
         storage.reset_client()
-        artifact, metadata = train({"algorithm": "logistic_regression", "data": {"dataset": "breast_cancer"}})
-        registry.publish_version(MODEL, artifact, metadata)
+        # As deployed: the version carries its ONNX export, which the batch functions serve.
+        trained = train_model({"algorithm": "logistic_regression", "data": {"dataset": "breast_cancer"}})
+        artifact, metadata = trained.artifact, trained.metadata
+        registry.publish_version(MODEL, artifact, metadata, onnx=trained.onnx)
         registry.set_stage(MODEL, "production", 1)
         self.features = [f["name"] for f in metadata["features"]]
         self.artifact_path = self.tmp / "model.joblib"

@@ -8,6 +8,7 @@ environment the template gives it. The tests and `make run` share this, so what 
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import os
 import threading
@@ -82,4 +83,10 @@ class LocalLambda:
         payload = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode("utf-8")
         response_headers = {k: v[-1] for k, v in (result.get("multiValueHeaders") or {}).items()}
         response_headers.update(result.get("headers") or {})
+        accepted = ",".join(v for k, vs in (headers or {}).items() if k.lower() == "accept-encoding" for v in vs)
+        threshold = self.template.minimum_compression_size
+        if "gzip" in accepted.lower() and threshold is not None and len(payload) >= threshold:
+            # What API Gateway does with the template's MinimumCompressionSize (mlservice never gzips itself).
+            payload = gzip.compress(payload, compresslevel=6)
+            response_headers["Content-Encoding"] = "gzip"
         return HttpResponse(int(result["statusCode"]), response_headers, payload)

@@ -100,6 +100,16 @@ class Template:
             for props in fn.events_of_type("Api").values()
         ]
 
+    @property
+    def minimum_compression_size(self) -> int | None:
+        """The API's MinimumCompressionSize: API Gateway gzips responses at least this large for clients that
+        accept gzip (None: never)."""
+        for resource in self.resources.values():
+            if resource.get("Type") == "AWS::Serverless::Api":
+                size = resource.get("Properties", {}).get("MinimumCompressionSize")
+                return None if size is None else int(size)
+        return None
+
     def _function(self, name: str, resource: dict) -> Function:
         props = resource.get("Properties", {})
         env = dict(self.globals.get("Environment", {}).get("Variables", {}))

@@ -111,22 +111,40 @@ def test_template_is_a_sam_template(template: dict) -> None:
     assert template["Transform"] == "AWS::Serverless-2016-10-31"
 
 
-def test_every_function_runs_python313_on_x86_with_the_layer(template: dict) -> None:
+# The slim predict function serves ONNX exports; everything that needs scikit-learn has ModelLayer.
+LAYERS = {
+    "TrainFunction": "ModelLayer",
+    "DeployFunction": "ModelLayer",
+    "PredictFunction": "PredictLayer",
+    "PredictFallbackFunction": "ModelLayer",
+    "BatchPredictFunction": "PredictLayer",
+    "BatchWorkerFunction": "PredictLayer",
+    "BatchFallbackFunction": "ModelLayer",
+}
+
+
+def test_every_function_runs_python313_on_x86_with_its_one_layer(template: dict) -> None:
     globals_ = template["Globals"]["Function"]
     assert globals_["Runtime"] == "python3.13"
     assert globals_["Architectures"] == ["x86_64"]
     assert globals_["Tracing"] == "Active"
-    assert globals_["Layers"] == [{"Ref": "ModelLayer"}]
-    assert set(_functions(template)) == {
-        "TrainFunction",
-        "DeployFunction",
-        "PredictFunction",
-        "BatchPredictFunction",
-        "BatchWorkerFunction",
-    }
+    # SAM appends a function's Layers to the global ones: a global layer would ride along everywhere.
+    assert "Layers" not in globals_
+    assert set(_functions(template)) == set(LAYERS)
     for name, function in _functions(template).items():
-        for key in ("Runtime", "Architectures", "Layers"):
+        for key in ("Runtime", "Architectures"):
             assert key not in function["Properties"], f"{name} overrides Globals.Function.{key}"
+        assert function["Properties"]["Layers"] == [{"Ref": LAYERS[name]}], name
+
+
+def test_predict_hands_versions_without_onnx_to_its_fallback_and_may_invoke_only_it(template: dict) -> None:
+    predict = _functions(template)["PredictFunction"]
+    fallback = _functions(template)["PredictFallbackFunction"]["Properties"]
+    assert predict["Properties"]["Environment"]["Variables"]["PREDICT_FALLBACK_FUNCTION"] == {"Ref": "PredictFallbackFunction"}
+    assert (fallback["CodeUri"], fallback["Handler"]) == (predict["Properties"]["CodeUri"], "app.handler")
+    assert "Events" not in fallback
+    invokes = [s for s in _statements(predict) if "lambda:InvokeFunction" in _as_list(s["Action"])]
+    assert [s["Resource"] for s in invokes] == [{"Fn::GetAtt": ["PredictFallbackFunction", "Arn"]}]
 
 
 def test_shared_environment(template: dict) -> None:
@@ -260,7 +278,7 @@ def test_api_is_iam_by_default_and_creates_a_key_for_prediction(template: dict) 
 
 def test_every_api_event_uses_the_shared_api_with_the_expected_routes(template: dict) -> None:
     for name, function in _functions(template).items():
-        for event_name, event in function["Properties"]["Events"].items():
+        for event_name, event in function["Properties"].get("Events", {}).items():
             if event["Type"] == "Api":
                 assert event["Properties"]["RestApiId"] == {"Ref": "MlApi"}, f"{name}.{event_name}"
     routes = _routes(template)
@@ -423,6 +441,12 @@ def test_no_statement_grants_all_of_s3_or_every_resource(template: dict) -> None
         for statement in _statements(function):
             actions = _as_list(statement["Action"])
             assert statement["Effect"] == "Allow"
+            if actions == ["lambda:InvokeFunction"]:  # versions without ONNX go to the scikit-learn fallbacks
+                assert (name, statement["Resource"]) in [
+                    ("PredictFunction", {"Fn::GetAtt": ["PredictFallbackFunction", "Arn"]}),
+                    ("BatchPredictFunction", {"Fn::GetAtt": ["BatchFallbackFunction", "Arn"]}),
+                ], (name, statement["Resource"])
+                continue
             if actions == ["sqs:SendMessage"]:  # the batch coordinator queues ranges on its own queue only
                 assert (name, statement["Resource"]) == ("BatchPredictFunction", {"Fn::GetAtt": ["BatchQueue", "Arn"]})
                 continue
@@ -535,13 +559,18 @@ def test_sam_build_layer_contents_and_size(sam_build_dir: Path, layer_python313:
     stray = [p for p in site.rglob("*.pyc") if ".cpython-313" not in p.name]
     assert not stray, f"bytecode for another interpreter: {stray[:3]}"
 
-    layer = _tree_bytes(sam_build_dir / "ModelLayer")
-    print(f"built layer: {layer / 1e6:.1f} MB unzipped")
-    assert layer < LAMBDA_UNZIPPED_LIMIT
-    for function in ("TrainFunction", "DeployFunction", "PredictFunction"):
+    # The slim layer: what serving ONNX needs, and no scikit-learn or scipy.
+    slim = sam_build_dir / "PredictLayer" / "python"
+    assert (slim / "mlservice" / "__init__.py").is_file() and (slim / "onnxruntime").is_dir()
+    assert not (slim / "sklearn").exists() and not (slim / "scipy").exists() and not (slim / "joblib").exists()
+
+    sizes = {name: _tree_bytes(sam_build_dir / name) for name in set(LAYERS.values())}
+    for name, size in sorted(sizes.items()):
+        print(f"built {name}: {size / 1e6:.1f} MB unzipped")
+    for function, layer in LAYERS.items():
         assert (sam_build_dir / function / "app.py").is_file()
-        total = layer + _tree_bytes(sam_build_dir / function)
-        assert total < LAMBDA_UNZIPPED_LIMIT, f"{function} with the layer is {total / 1e6:.1f} MB"
+        total = sizes[layer] + _tree_bytes(sam_build_dir / function)
+        assert total < LAMBDA_UNZIPPED_LIMIT, f"{function} with {layer} is {total / 1e6:.1f} MB"
 
     if layer_python313:
         pyc = site / "sklearn" / "__pycache__" / "__init__.cpython-313.pyc"

@@ -3,6 +3,8 @@
 from mlservice.api import docs_routes, predict_routes, v2_routes
 from mlservice.api.resolver import make_resolver
 from mlservice.observability import api_handler
+from mlservice.serving import gc_policy
 
 app = make_resolver(predict_routes.router, v2_routes.router, docs_routes.router)
 handler = api_handler(app.resolve)
+gc_policy.after_startup()  # last: everything imported above is frozen (mlservice.serving.gc_policy)

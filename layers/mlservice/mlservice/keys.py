@@ -5,7 +5,8 @@ Every key the service reads or writes is built here, and only from validated nam
 
     models/{model}/registry.json                        versions, their states and digests, stages, history
                                                         (one document, changed only by compare-and-swap)
-    models/{model}/versions/{NNNNNNNNNN}/model.joblib   a version's artifact
+    models/{model}/versions/{NNNNNNNNNN}/model.joblib   a version's artifact (the scikit-learn pipeline)
+    models/{model}/versions/{NNNNNNNNNN}/model.onnx     its ONNX export, when it converted with parity
     models/{model}/versions/{NNNNNNNNNN}/metadata.json  a version's full metadata
     datasets/...                                        training data uploaded by users
     batch/input/{model}[@stage|@vN]/...                 batch prediction inputs (trigger)
@@ -77,6 +78,10 @@ def registry_key(model: str) -> str:
 
 def artifact_key(model: str, version: int) -> str:
     return version_prefix(model, version) + "model.joblib"
+
+
+def onnx_key(model: str, version: int) -> str:
+    return version_prefix(model, version) + "model.onnx"
 
 
 def metadata_key(model: str, version: int) -> str:

@@ -151,11 +151,13 @@ def publish_version(
     artifact_format: str = "joblib",
     token: str | None = None,
     actor: Actor = INTERNAL_ACTOR,
+    onnx: bytes | None = None,
 ) -> dict:
     """Store a trained model as the model's next version and return its complete metadata.
 
-    Three steps, each safe to repeat: reserve a number (pending), write the artifact and the metadata under
-    it, then mark it ready with its digest. A training retried with the same token finds its version (or its
+    Three steps, each safe to repeat: reserve a number (pending), write the artifact (and its ONNX export,
+    when there is one: the file the slim predict function serves) and the metadata under it, then mark it ready
+    with their digests. A training retried with the same token finds its version (or its
     reservation) instead of making another one. A crash between the steps leaves a pending number that is
     visible nowhere and never reused.
     """
@@ -175,6 +177,19 @@ def publish_version(
         "created_at": now_iso(),
         "created_by": actor.record(),
     }
+    if onnx is not None:
+        onnx_key = keys.onnx_key(model, version)
+        complete["serving"] = {
+            **complete.get("serving", {}),
+            "format": "onnx",
+            "onnx": {
+                **complete.get("serving", {}).get("onnx", {}),
+                "key": onnx_key,
+                "sha256": storage.sha256_hex(onnx),
+                "bytes": len(onnx),
+            },
+        }
+        storage.put_bytes(onnx_key, onnx)
     storage.put_bytes(artifact_key, artifact)
     storage.put_json(keys.metadata_key(model, version), complete)
     summary = {name: complete.get(name) for name in SUMMARY_FIELDS}
@@ -194,6 +209,7 @@ def publish_version(
             "created_at": complete["created_at"],
             "created_by": complete["created_by"],
             "environment": complete.get("environment"),
+            **({"onnx_sha256": complete["serving"]["onnx"]["sha256"]} if onnx is not None else {}),
             **summary,
         }
         return Change(document, version)
@@ -264,18 +280,22 @@ def delete_version(model: str, version: int, token: str | None = None, actor: Ac
 
 def _remove_objects(model: str, version: int) -> None:
     storage.delete(keys.metadata_key(model, version))
+    storage.delete(keys.onnx_key(model, version))
     storage.delete(keys.artifact_key(model, version))
 
 
-def load_verified_artifact(model: str, version: int, entry: dict) -> tuple[bytes, dict]:
-    """The artifact's bytes and metadata, after checking the bytes against the SHA-256 the registry recorded
-    (`entry` is the version's registry entry: the digest is trusted from there, not from the metadata file)."""
-    data = storage.get_bytes(keys.artifact_key(model, version))
+def load_verified_artifact(model: str, version: int, entry: dict, onnx: bool = False) -> tuple[bytes, dict]:
+    """The artifact's bytes (its ONNX export with `onnx`) and metadata, after checking the bytes against the
+    SHA-256 the registry recorded (`entry` is the version's registry entry: the digest is trusted from there,
+    not from the metadata file)."""
+    key = keys.onnx_key(model, version) if onnx else keys.artifact_key(model, version)
+    what = "ONNX export" if onnx else "artifact"
+    data = storage.get_bytes(key)
     if data is None:
-        raise IntegrityError(f"the artifact of model {model!r} version {version} is missing")
-    if storage.sha256_hex(data) != entry.get("sha256"):
+        raise IntegrityError(f"the {what} of model {model!r} version {version} is missing")
+    if storage.sha256_hex(data) != entry.get("onnx_sha256" if onnx else "sha256"):
         raise IntegrityError(
-            f"the artifact of model {model!r} version {version} does not match its recorded SHA-256; refusing to load it"
+            f"the {what} of model {model!r} version {version} does not match its recorded SHA-256; refusing to load it"
         )
     found = storage.get_json(keys.metadata_key(model, version))
     if found is None:

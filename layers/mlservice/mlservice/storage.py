@@ -80,6 +80,21 @@ def sqs_client() -> Any:
     return _client_for("sqs")
 
 
+def lambda_client() -> Any:
+    """The client the slim predict function invokes its scikit-learn fallback with (mlservice.serving.fallback):
+    a synchronous predict may take API Gateway's whole 29 s, and repeating one is harmless."""
+    key = ("lambda", False)
+    with _lock:
+        cached = _clients.get(key)
+        if cached is None:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=3, read_timeout=28)
+            cached = _clients[key] = (key, boto3.session.Session().client("lambda", config=config))
+        return cached[1]
+
+
 def reset_client() -> None:
     """Forget the cached clients (tests start each moto context with fresh ones)."""
     with _lock:

@@ -73,7 +73,10 @@ def erase_model(model: ModelName, undeploy: UndeployQuery = False) -> Response[d
 
 
 @router.get(
-    "/models/<model>/versions/<version>", summary="A version's metadata", tags=["registry"], security=IAM_SIGNED
+    "/models/<model>/versions/<version>",
+    summary="A version's metadata",
+    tags=["registry"],
+    security=IAM_SIGNED,
 )
 def get_version(model: ModelName, version: VersionNumber) -> dict:
     return registry.get_version(model, version)

@@ -10,11 +10,14 @@ error shape.
   protocol's `{"error": "<message>"}`), with `Retry-After` on the ones to retry (503, 409 in progress).
   Unexpected exceptions are logged with their stack trace and answered with a 500 that reveals nothing.
 
+- Route arguments are never formatted into a log message (see `quiet_route_arguments`).
+
 A function's handler is then `api_handler(make_resolver(<its routers>).resolve)`: no glue of its own.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from functools import cached_property
@@ -22,6 +25,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
@@ -29,6 +33,7 @@ from mlservice import fields
 from mlservice.api import content
 from mlservice.errors import ServiceError
 from mlservice.observability import logger
+from mlservice.serving import fallback
 
 V2_PREFIX = "/v2"
 
@@ -64,12 +69,36 @@ def _as_json(event: dict) -> dict:
     return event
 
 
+class RouteArguments(dict):
+    """A route's validated arguments, whose repr names them without their values."""
+
+    def __repr__(self) -> str:
+        return "{" + ", ".join(f"{name!r}: ..." for name in self) + "}"
+
+
+def quiet_route_arguments(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response:
+    """Hand the route its validated arguments in a RouteArguments.
+
+    Powertools 3.37 (pinned) calls every route through `_registered_api_adapter`, which runs
+    `logger.debug(f"Calling API Route Handler: {route_args}")`: the f-string is built before `debug` can see the
+    level, so every request paid for the repr of its whole pydantic body (29 % of a 10,000-row predict) and a
+    debug log would have held users' feature values. A log level, a filter or a no-op `debug` cannot prevent
+    an argument from being built; a cheap repr does. Request validation stores the arguments in
+    `app.context["_route_args"]` and the adapter reads them from there; resolver middlewares run in between.
+    tests/test_hot_path.py pins both ends."""
+    arguments = app.context.get("_route_args")
+    if isinstance(arguments, dict):
+        app.context["_route_args"] = RouteArguments(arguments)
+    return next_middleware(app)
+
+
 class Resolver(APIGatewayRestResolver):
     """APIGatewayRestResolver whose events decode their bodies by the service's content rules.
 
     `_to_proxy_event` and `_compile_regex` are the hooks Powertools' own resolvers override (to choose their
     event class, to match trailing slashes); the version of Powertools is pinned, and every test that sends a
-    request goes through here."""
+    request goes through here. Responses are gzipped by API Gateway itself (the template's
+    MinimumCompressionSize), not here: no Lambda CPU, and request bodies need not travel base64-encoded."""
 
     def _to_proxy_event(self, event: dict) -> APIGatewayProxyEvent:
         return RequestEvent(_as_json(event), self._json_body_deserializer)
@@ -85,6 +114,7 @@ class Resolver(APIGatewayRestResolver):
 def make_resolver(*routers: Router) -> Resolver:
     """A validating resolver serving the given routers, with every error mapped to the documented shape."""
     app = Resolver(enable_validation=True, json_body_deserializer=content.parse_json, serializer=_dumps)
+    app.use([quiet_route_arguments])
     for router in routers:
         app.include_router(router)
 
@@ -103,6 +133,18 @@ def make_resolver(*routers: Router) -> Resolver:
         event = app.current_event
         missing = ServiceError("route_not_found", f"no route for {event.http_method} {event.path}")
         return error_response(missing, event.path)
+
+    @app.exception_handler(fallback.NeedsScikitLearn)
+    def _to_the_fallback(_: fallback.NeedsScikitLearn) -> Response:
+        """A version without an ONNX export, in a function without scikit-learn: the fallback function answers
+        the same event (mlservice.serving.fallback), and its answer is this one."""
+        answer = fallback.forward(app.current_event.raw_event, app.lambda_context)
+        body = answer.get("body") or ""
+        if answer.get("isBase64Encoded"):
+            body = base64.b64decode(body)
+        headers = {k: v[-1] for k, v in (answer.get("multiValueHeaders") or {}).items()}
+        headers.update(answer.get("headers") or {})
+        return Response(status_code=int(answer["statusCode"]), body=body, headers=headers)
 
     @app.exception_handler(Exception)
     def _unexpected(error: Exception) -> Response:

@@ -45,11 +45,13 @@ def train_version(model: ModelName, request: TrainRequest) -> Response[dict]:
     # A retry (same Idempotency-Key and request) of a training that published: answer with it, do not train.
     published = registry.find_by_token(model, token) if is_keyed(token) else None
     if published is None:
-        from mlservice.training.trainer import train  # training imports stay off every other route's path
+        from mlservice.training.trainer import train_model  # training imports stay off other routes' paths
 
-        artifact, metadata = train(request, _deadline())
+        trained = train_model(request, _deadline())
         actor = audit.from_event(router.current_event.raw_event)
-        published = registry.publish_version(model, artifact, metadata, token=token, actor=actor)
+        published = registry.publish_version(
+            model, trained.artifact, trained.metadata, token=token, actor=actor, onnx=trained.onnx
+        )
         metrics.add_metric(name="ModelsTrained", unit="Count", value=1)
     logger.info(
         "trained",

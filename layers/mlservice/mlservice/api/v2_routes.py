@@ -122,7 +122,11 @@ def model_version_ready(model: ModelName, version: VersionNumber) -> dict:
 
 def _infer(model: str, version: int | None, request: InferenceRequest) -> Response[dict]:
     selection = _select(model, version)
-    body = request.model_dump(exclude_none=True)
+    # The tensors' data (list[Any], taken as sent) is handed over as validated rather than copied by model_dump,
+    # list by list: 50 ms for a nested 10,000 × 30 tensor.
+    body = request.model_dump(exclude_none=True, exclude={"inputs": {"__all__": {"data"}}})
+    for tensor, validated in zip(body["inputs"], request.inputs, strict=True):
+        tensor["data"] = validated.data
     result = open_inference.infer(selection.loaded, body, get_settings().max_predict_rows)
     metrics.add_metric(
         name="PredictedRows", unit="Count", value=result["outputs"][0]["shape"][0] if result["outputs"] else 0
@@ -130,13 +134,19 @@ def _infer(model: str, version: int | None, request: InferenceRequest) -> Respon
     return Response(status_code=200, content_type="application/json", body=result, headers=stale_headers(selection))
 
 
-@router.post("/v2/models/<model>/infer", summary="Inference (production stage)", tags=["open inference protocol v2"])
+@router.post(
+    "/v2/models/<model>/infer",
+    summary="Inference (production stage)",
+    tags=["open inference protocol v2"],
+)
 def infer(model: ModelName, request: InferenceRequest) -> Response[dict]:
     return _infer(model, None, request)
 
 
 @router.post(
-    "/v2/models/<model>/versions/<version>/infer", summary="Inference on a version", tags=["open inference protocol v2"]
+    "/v2/models/<model>/versions/<version>/infer",
+    summary="Inference on a version",
+    tags=["open inference protocol v2"],
 )
 def infer_version(model: ModelName, version: VersionNumber, request: InferenceRequest) -> Response[dict]:
     return _infer(model, version, request)

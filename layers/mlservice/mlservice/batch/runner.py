@@ -15,6 +15,7 @@ from mlservice.batch.formats import file_format
 from mlservice.batch.output import Results
 from mlservice.batch.scoring import score_stream
 from mlservice.errors import ObjectChanged, ServiceError
+from mlservice.serving import fallback
 from mlservice.serving.predictor import select_model
 from mlservice.settings import get_settings
 
@@ -46,6 +47,11 @@ def handle_object(key: str, etag: str, size: int) -> dict:
             return _run(spec, key, etag, size, revision, job, started, lease)
     except ObjectChanged:
         return {"status": "superseded", "key": key}  # uploaded again while it ran: the newer job writes
+    except fallback.NeedsScikitLearn:
+        # The version has no ONNX export and this (slim) function no scikit-learn: the lease is released,
+        # the full-layer batch function takes the file.
+        fallback.forward_batch(get_settings().bucket, key, etag, size)
+        return {"status": "forwarded", "key": key}
 
 
 def _run(

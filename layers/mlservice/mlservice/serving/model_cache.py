@@ -23,6 +23,7 @@ from typing import Any
 
 from mlservice import registry, runtime
 from mlservice.errors import IntegrityError, ServiceError, StorageUnavailable
+from mlservice.serving import fallback, gc_policy
 from mlservice.serving.runners import Runner, SklearnRunner
 from mlservice.settings import get_settings
 
@@ -82,6 +83,24 @@ def _unpickle(model: str, version: int, data: bytes, environment: dict | None) -
                 f"scikit-learn {warning.original_sklearn_version} (this runtime has {warning.current_sklearn_version})"
             )
             raise runtime.ArtifactIncompatible(model, version, found) from None
+
+
+def _runner(model: str, version: int, entry: dict) -> tuple[dict, Runner]:
+    """The version's metadata and the runner that serves it: its ONNX export where it has one (onnxruntime, no
+    scikit-learn), else its pickled pipeline — which a function without scikit-learn hands to its fallback."""
+    if entry.get("onnx_sha256"):
+        from mlservice.serving.onnx_runner import OnnxRunner  # onnxruntime: imported on the first load
+
+        data, metadata = registry.load_verified_artifact(model, version, entry, onnx=True)
+        return metadata, OnnxRunner(
+            data, metadata["features"], metadata["task"], metadata.get("target", {}).get("classes")
+        )
+    if not fallback.has_scikit_learn():
+        raise fallback.NeedsScikitLearn(model, version)
+    data, metadata = registry.load_verified_artifact(model, version, entry)
+    environment = entry.get("environment") or metadata.get("environment")
+    pipeline = _unpickle(model, version, data, environment)
+    return metadata, SklearnRunner(pipeline, metadata.get("task") == "classification")
 
 
 class ModelCache:
@@ -166,15 +185,12 @@ class ModelCache:
             with self._lock:
                 loaded = self._models.get(key)
             if loaded is None or loaded.sha256 != entry["sha256"]:
-                data, metadata = registry.load_verified_artifact(model, version, entry)
-                environment = entry.get("environment") or metadata.get("environment")
-                pipeline = _unpickle(model, version, data, environment)
-                runner = SklearnRunner(pipeline, metadata.get("task") == "classification")
-                loaded = LoadedModel(model, version, metadata, runner, entry["sha256"])
+                loaded = LoadedModel(model, version, *_runner(model, version, entry), entry["sha256"])
                 with self._lock:
                     self._models[key] = loaded
                     while len(self._models) > max(1, get_settings().model_cache_size):
                         self._models.popitem(last=False)
+                gc_policy.after_model_loaded()  # the model lives as long as the container: out of the GC's scans
         return loaded
 
 

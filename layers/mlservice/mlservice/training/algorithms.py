@@ -8,6 +8,7 @@ warm_start) out of clients' hands. Defaults are scikit-learn's except where note
 
 from __future__ import annotations
 
+import importlib
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -15,20 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.compose import TransformedTargetRegressor
-from sklearn.ensemble import (
-    GradientBoostingClassifier,
-    GradientBoostingRegressor,
-    RandomForestClassifier,
-    RandomForestRegressor,
-)
-from sklearn.linear_model import Lasso, LinearRegression, LogisticRegression, Ridge, RidgeClassifier
-from sklearn.naive_bayes import GaussianNB
-from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
-from sklearn.neural_network import MLPClassifier, MLPRegressor
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC, SVR
-from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from mlservice.errors import bad_request
 
@@ -208,7 +195,9 @@ def only(task: str, spec: Spec) -> Param:
 @dataclass(frozen=True)
 class Algorithm:
     name: str
-    estimators: dict[str, Callable[..., Any]]
+    # task → "module.Class" of the scikit-learn estimator: named, not imported, so that validating a request
+    # (and the OpenAPI document the slim predict function builds from it) never imports scikit-learn.
+    estimator_paths: dict[str, str]
     params: dict[str, Param]
     scale_numeric: bool = False
     needs_dense: bool = False
@@ -220,7 +209,12 @@ class Algorithm:
 
     @property
     def tasks(self) -> tuple[str, ...]:
-        return tuple(task for task in TASKS if task in self.estimators)
+        return tuple(task for task in TASKS if task in self.estimator_paths)
+
+    @property
+    def estimators(self) -> dict[str, Callable[..., Any]]:
+        """task → the estimator class, imported on first use."""
+        return {task: _load_class(path) for task, path in self.estimator_paths.items()}
 
     def params_for(self, task: str | None) -> dict[str, Param]:
         """The hyperparameters of one task, or of any task the algorithm does when the task is not known yet."""
@@ -254,13 +248,13 @@ _TREE_PARAMS: dict[str, Param] = {
 ALGORITHMS: dict[str, Algorithm] = {
     "linear_regression": Algorithm(
         "linear_regression",
-        {REGRESSION: LinearRegression},
+        {REGRESSION: "sklearn.linear_model.LinearRegression"},
         {"fit_intercept": both(Bool()), "positive": both(Bool())},
         scale_numeric=True,
     ),
     "ridge": Algorithm(
         "ridge",
-        {CLASSIFICATION: RidgeClassifier, REGRESSION: Ridge},
+        {CLASSIFICATION: "sklearn.linear_model.RidgeClassifier", REGRESSION: "sklearn.linear_model.Ridge"},
         {
             "alpha": both(Float(0.0, 1e6)),
             "fit_intercept": both(Bool()),
@@ -274,7 +268,7 @@ ALGORITHMS: dict[str, Algorithm] = {
     ),
     "lasso": Algorithm(
         "lasso",
-        {REGRESSION: Lasso},
+        {REGRESSION: "sklearn.linear_model.Lasso"},
         {
             "alpha": both(Float(0.0, 1e6, low_open=True)),
             "fit_intercept": both(Bool()),
@@ -287,7 +281,7 @@ ALGORITHMS: dict[str, Algorithm] = {
     ),
     "logistic_regression": Algorithm(
         "logistic_regression",
-        {CLASSIFICATION: LogisticRegression},
+        {CLASSIFICATION: "sklearn.linear_model.LogisticRegression"},
         {
             "C": both(Float(0.0, 1e6, low_open=True)),
             "l1_ratio": both(Float(0.0, 1.0)),
@@ -303,7 +297,7 @@ ALGORITHMS: dict[str, Algorithm] = {
     ),
     "svm": Algorithm(
         "svm",
-        {CLASSIFICATION: SVC, REGRESSION: SVR},
+        {CLASSIFICATION: "sklearn.svm.SVC", REGRESSION: "sklearn.svm.SVR"},
         {
             "C": both(Float(0.0, 1e6, low_open=True)),
             "kernel": both(Choice(("linear", "rbf", "poly", "sigmoid"))),
@@ -321,7 +315,7 @@ ALGORITHMS: dict[str, Algorithm] = {
     ),
     "knn": Algorithm(
         "knn",
-        {CLASSIFICATION: KNeighborsClassifier, REGRESSION: KNeighborsRegressor},
+        {CLASSIFICATION: "sklearn.neighbors.KNeighborsClassifier", REGRESSION: "sklearn.neighbors.KNeighborsRegressor"},
         {
             "n_neighbors": both(Int(1, 200)),
             "weights": both(Choice(("uniform", "distance"))),
@@ -334,18 +328,21 @@ ALGORITHMS: dict[str, Algorithm] = {
     ),
     "naive_bayes": Algorithm(
         "naive_bayes",
-        {CLASSIFICATION: GaussianNB},
+        {CLASSIFICATION: "sklearn.naive_bayes.GaussianNB"},
         {"var_smoothing": both(Float(0.0, 1.0, low_open=True))},
         needs_dense=True,
     ),
     "decision_tree": Algorithm(
         "decision_tree",
-        {CLASSIFICATION: DecisionTreeClassifier, REGRESSION: DecisionTreeRegressor},
+        {CLASSIFICATION: "sklearn.tree.DecisionTreeClassifier", REGRESSION: "sklearn.tree.DecisionTreeRegressor"},
         {**_TREE_PARAMS, "splitter": both(Choice(("best", "random")))},
     ),
     "random_forest": Algorithm(
         "random_forest",
-        {CLASSIFICATION: RandomForestClassifier, REGRESSION: RandomForestRegressor},
+        {
+            CLASSIFICATION: "sklearn.ensemble.RandomForestClassifier",
+            REGRESSION: "sklearn.ensemble.RandomForestRegressor",
+        },
         {
             "n_estimators": both(Int(1, 500)),
             **_TREE_PARAMS,
@@ -355,7 +352,10 @@ ALGORITHMS: dict[str, Algorithm] = {
     ),
     "gradient_boosting": Algorithm(
         "gradient_boosting",
-        {CLASSIFICATION: GradientBoostingClassifier, REGRESSION: GradientBoostingRegressor},
+        {
+            CLASSIFICATION: "sklearn.ensemble.GradientBoostingClassifier",
+            REGRESSION: "sklearn.ensemble.GradientBoostingRegressor",
+        },
         {
             "n_estimators": both(Int(1, 500)),
             "learning_rate": both(Float(0.0, 10.0, low_open=True)),
@@ -382,7 +382,7 @@ ALGORITHMS: dict[str, Algorithm] = {
     ),
     "mlp": Algorithm(
         "mlp",
-        {CLASSIFICATION: MLPClassifier, REGRESSION: MLPRegressor},
+        {CLASSIFICATION: "sklearn.neural_network.MLPClassifier", REGRESSION: "sklearn.neural_network.MLPRegressor"},
         {
             "hidden_layer_sizes": both(IntList(1, 5, 1, 1024)),
             "activation": both(Choice(("identity", "logistic", "tanh", "relu"))),
@@ -532,6 +532,11 @@ def check_combination(algorithm: Algorithm, task: str, params: dict[str, Any], c
     return params
 
 
+def _load_class(path: str) -> Callable[..., Any]:
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
 def build_estimator(algorithm: Algorithm, task: str, params: dict[str, Any], random_state: int) -> Any:
     """The unfitted estimator with the service's fixed settings (one core, the request's seed)."""
     cls = algorithm.estimators[task]
@@ -540,18 +545,23 @@ def build_estimator(algorithm: Algorithm, task: str, params: dict[str, Any], ran
     if "random_state" in accepted:
         kwargs["random_state"] = random_state
     # LogisticRegression's n_jobs does nothing since scikit-learn 1.8 and warns when set.
-    if "n_jobs" in accepted and cls is not LogisticRegression:
+    if "n_jobs" in accepted and cls.__name__ != "LogisticRegression":
         kwargs["n_jobs"] = 1
     if algorithm.name == "svm" and task == CLASSIFICATION:
         kwargs["probability"] = True
     estimator = cls(**kwargs)
     if task == REGRESSION and algorithm.scale_target:
+        from sklearn.compose import TransformedTargetRegressor
+        from sklearn.preprocessing import StandardScaler
+
         return TransformedTargetRegressor(regressor=estimator, transformer=StandardScaler())
     return estimator
 
 
 def core_estimator(model: Any) -> Any:
     """The algorithm's own estimator inside a target-scaling wrapper, if any."""
+    from sklearn.compose import TransformedTargetRegressor
+
     if isinstance(model, TransformedTargetRegressor):
         return model.regressor_ if hasattr(model, "regressor_") else model.regressor
     return model

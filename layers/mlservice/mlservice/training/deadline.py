@@ -43,6 +43,12 @@ def _child(task: Callable[[], Any], write_fd: int) -> None:
     code = 0
     try:
         try:
+            # OpenMP's thread pool does not survive fork: a child of a process that already ran OpenMP threads
+            # (kNN predictions served in the same process by `make run`) hangs in its first parallel region.
+            # One thread is what a fit gets here anyway (n_jobs=1).
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(1, user_api="openmp")
             payload: tuple[str, Any] = ("ok", task())
         except ServiceError as error:
             payload = ("service_error", (error.code, error.message))

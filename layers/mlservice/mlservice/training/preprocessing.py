@@ -9,6 +9,12 @@ Nothing seen in fewer than MIN_GROUP_SIZE training rows reaches the artifact or 
 keeps only categories seen that often (the others, and every value unseen in training, become one shared
 token before the encoder sees them, whose categories are given explicitly), TF-IDF keeps only terms of at
 least that many rows, and numbers are summarised by percentiles with at least that many rows on either side.
+
+The pipeline is also exported to ONNX (onnx_export), which is what the slim predict function serves, so each
+step is one that skl2onnx converts exactly with a float32 input per numeric column and a string input per
+categorical or text column: the median imputer (a float32 Imputer), the one-hot encoder with its categories
+given, and TF-IDF with scikit-learn's default word tokenisation, spelled out as TOKEN_PATTERN (the export
+gives onnxruntime's Tokenizer the RE2 pattern that matches the same words; see onnx_export).
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ from mlservice.text import shown
 
 CLASSIFICATION, REGRESSION = "classification", "regression"
 TFIDF_MAX_FEATURES = 5000
+# scikit-learn's default: words are maximal runs of two or more Unicode word characters (letters, digits, _),
+# after Python's str.lower. onnx_export.ONNX_TOKEN_PATTERN is its RE2 twin; change both or neither.
+TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 # One-hot columns per feature, the rare token's included: beyond the most frequent ONE_HOT_MAX_CATEGORIES - 1
 # categories the others share the rare token's column too, so an id-like column cannot become a million columns.
 ONE_HOT_MAX_CATEGORIES = 1000
@@ -121,7 +130,7 @@ def check_finite(values: Sequence[Any], name: str) -> None:
 def check_text_has_words(matrix: np.ndarray, features: Sequence[dict], min_group: int) -> None:
     """TF-IDF keeps only terms found in at least `min_group` training rows and cannot fit a column left
     without any: say which column instead of 'After pruning, no terms remain'. Stops at the first such term."""
-    analyzer = TfidfVectorizer().build_analyzer()
+    analyzer = TfidfVectorizer(token_pattern=TOKEN_PATTERN).build_analyzer()
     for j, feature in enumerate(features):
         if feature["kind"] != TEXT:
             continue
@@ -163,7 +172,8 @@ def build_preprocessor(
         if feature["kind"] == TEXT:
             # A scalar column index hands the vectorizer a 1-D array of strings, which is what it takes. An
             # integer min_df counts rows: a term of fewer rows is not in the vocabulary.
-            steps.append((f"text_{j}", TfidfVectorizer(max_features=TFIDF_MAX_FEATURES, min_df=min_group), j))
+            vectorizer = TfidfVectorizer(max_features=TFIDF_MAX_FEATURES, min_df=min_group, token_pattern=TOKEN_PATTERN)
+            steps.append((f"text_{j}", vectorizer, j))
     return ColumnTransformer(steps, remainder="drop", sparse_threshold=0.0 if dense else 0.3, n_jobs=1)
 
 

@@ -22,6 +22,7 @@ import platform
 import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import joblib
@@ -33,7 +34,7 @@ from mlservice import fields
 from mlservice.errors import bad_request
 from mlservice.features import CATEGORICAL, TEXT, pool_rare_categories, rows_to_matrix
 from mlservice.settings import get_settings
-from mlservice.training import algorithms, budget, metrics, preprocessing
+from mlservice.training import algorithms, budget, metrics, onnx_export, preprocessing
 from mlservice.training import deadline as deadline_runner
 from mlservice.training.algorithms import CLASSIFICATION, Algorithm
 from mlservice.training.datasets import Table, load_table
@@ -210,13 +211,32 @@ def _check_outputs(pipeline: Any, X: np.ndarray, algorithm: Algorithm, task: str
         )
 
 
+@dataclass(frozen=True)
+class TrainedModel:
+    """What a training produces: the joblib artifact, the metadata (without name/version) and the ONNX export
+    (None when the model is served by scikit-learn; `metadata["serving"]` says which, and why)."""
+
+    artifact: bytes
+    metadata: dict[str, Any]
+    onnx: bytes | None
+
+
 def train(request: TrainRequest | dict, deadline: float | None = None) -> tuple[bytes, dict[str, Any]]:
-    """Fit the requested model; returns (joblib bytes of one fitted Pipeline, metadata without name/version).
+    """`train_model` without the ONNX bytes: (joblib artifact, metadata). The metadata's `serving` still
+    reports the export."""
+    trained = train_model(request, deadline)
+    return trained.artifact, trained.metadata
+
+
+def train_model(request: TrainRequest | dict, deadline: float | None = None) -> TrainedModel:
+    """Fit the requested model; returns the joblib bytes of one fitted Pipeline, the metadata without
+    name/version, and the pipeline's ONNX export when it converts and passes its parity check
+    (mlservice.training.onnx_export; the metadata's `serving` reports either way).
 
     `deadline` is a time.monotonic() instant (default: TRAINING_DEADLINE_SECONDS from now): the fit runs in a
-    child process that is stopped there. Raises ServiceError: 400 for any invalid field or data (and
-    `training_too_expensive` when the estimate exceeds TRAINING_BUDGET_SECONDS), 404 dataset_not_found,
-    413 payload_too_large, 504 training_timeout.
+    child process that is stopped there; the export runs after it, bounded by what is left. Raises
+    ServiceError: 400 for any invalid field or data (and `training_too_expensive` when the estimate exceeds
+    TRAINING_BUDGET_SECONDS), 404 dataset_not_found, 413 payload_too_large, 504 training_timeout.
     """
     started = time.perf_counter()
     settings = get_settings()
@@ -309,7 +329,7 @@ def train(request: TrainRequest | dict, deadline: float | None = None) -> tuple[
     )
     budget.check(cost, settings.training_budget_seconds)
 
-    def fit_and_describe() -> tuple[bytes, dict[str, Any]]:
+    def fit_and_describe() -> TrainedModel:
         estimator = algorithms.build_estimator(algorithm, task, params, random_state)
         preprocessor = preprocessing.build_preprocessor(
             profile, scale_numeric=algorithm.scale_numeric, dense=algorithm.needs_dense, min_group=min_group
@@ -351,6 +371,9 @@ def train(request: TrainRequest | dict, deadline: float | None = None) -> tuple[
         ]
 
         artifact = _serialise(pipeline)
+        # In this child, so the deadline bounds it; it forks its own, stopped before the deadline, so an export
+        # that runs long costs the ONNX file, not the training.
+        onnx, serving = onnx_export.export_within(pipeline, published, task, X_test, deadline - time.monotonic())
         metadata: dict[str, Any] = {
             "algorithm": algorithm.name,
             "task": task,
@@ -380,8 +403,10 @@ def train(request: TrainRequest | dict, deadline: float | None = None) -> tuple[
                 "joblib": joblib.__version__,
             },
             "description": req.description,
+            "serving": serving,
         }
-        return artifact, metadata
+        return TrainedModel(artifact, metadata, onnx)
 
     total = settings.training_deadline_seconds
+    onnx_export.preload()  # once per process, not in every forked child
     return deadline_runner.run(fit_and_describe, deadline - time.monotonic(), total=total)
