@@ -443,3 +443,38 @@ def test_nested_tensor_data_flattens_row_major():
     assert _flatten([[[1], [2]], [[3], [4]]], "x") == [1, 2, 3, 4]  # deeper: the general walk
     assert _flatten([[1, [2]], [3]], "x") == [1, 2, 3]  # ragged (the element count is checked against the shape)
     assert _flatten([1, [2]], "x") == [1, [2]]  # not nested at its first element: left to the element check
+
+
+# ---------------------------------------------------------------- the scikit-learn fallback's failures
+
+
+@pytest.mark.parametrize("code", ["TooManyRequestsException", "ServiceException"])
+def test_a_fallback_that_cannot_run_now_is_a_503_to_retry_not_a_500(monkeypatch, code):
+    """A version without an ONNX export, served by a function without scikit-learn, while Lambda refuses to run
+    the fallback (throttled, or failing itself): 503 storage_unavailable with Retry-After."""
+    from botocore.exceptions import ClientError
+
+    from mlservice import storage
+    from mlservice.errors import StorageUnavailable
+    from mlservice.serving import fallback
+
+    class Refusing:
+        def invoke(self, **_: Any) -> Any:
+            status = 429 if code.startswith("TooMany") else 500
+            raise ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Invoke")
+
+    monkeypatch.setenv(fallback.FUNCTION_VARIABLE, "fallback-fn")
+    monkeypatch.setattr(storage, "lambda_client", lambda: Refusing())
+    with pytest.raises(StorageUnavailable) as caught:
+        fallback.forward({"path": "/models/iris/predict"}, None)
+    assert caught.value.status == 503 and caught.value.retry_after
+
+
+def test_without_a_configured_fallback_the_error_says_so(monkeypatch):
+    from mlservice.errors import ServiceError
+    from mlservice.serving import fallback
+
+    monkeypatch.delenv(fallback.FUNCTION_VARIABLE, raising=False)
+    with pytest.raises(ServiceError) as caught:
+        fallback.forward({}, None)
+    assert caught.value.code == "configuration_error"

@@ -19,7 +19,7 @@ import json
 import os
 from typing import Any
 
-from mlservice.errors import ServiceError
+from mlservice.errors import ServiceError, StorageUnavailable
 
 FUNCTION_VARIABLE = "PREDICT_FALLBACK_FUNCTION"
 BATCH_FUNCTION_VARIABLE = "BATCH_FALLBACK_FUNCTION"
@@ -39,6 +39,12 @@ def has_scikit_learn() -> bool:
     return importlib.util.find_spec("sklearn") is not None
 
 
+def _throttled(error: Exception) -> str | None:
+    """Lambda's own refusals to run the fallback now (concurrency exhausted), which storage's list lacks."""
+    code = str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
+    return code if code in ("TooManyRequestsException", "ResourceNotReadyException", "EC2ThrottledException") else None
+
+
 def forward(event: dict, context: Any) -> dict:
     """Invoke the fallback function with the request's event; its response is this request's response."""
     name = os.environ.get(FUNCTION_VARIABLE)
@@ -49,7 +55,14 @@ def forward(event: dict, context: Any) -> dict:
         )
     from mlservice import storage
 
-    reply = storage.lambda_client().invoke(FunctionName=name, Payload=json.dumps(event).encode())
+    try:
+        reply = storage.lambda_client().invoke(FunctionName=name, Payload=json.dumps(event).encode())
+    except Exception as error:
+        reason = storage.unavailable_reason(error) or _throttled(error)
+        if reason is None:
+            raise
+        # Throttled, 5xx or unreachable: like S3 trouble, a 503 with Retry-After (predicting is safe to repeat).
+        raise StorageUnavailable("invoke the scikit-learn fallback", reason) from None
     payload = json.loads(reply["Payload"].read())
     if reply.get("FunctionError"):
         raise RuntimeError(f"the fallback function failed: {str(payload)[:300]}")
