@@ -16,7 +16,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from typing import Any
+
+import numpy as np
 
 from mlservice.errors import bad_request, too_large
 from mlservice.settings import get_settings
@@ -30,21 +33,24 @@ def _reject_constant(name: str) -> Any:
     raise json.JSONDecodeError(f"{name} is not valid JSON (use null for a missing value)", name, 0)
 
 
-def _too_deep(value: Any, limit: int) -> bool:
-    """Whether containers nest deeper than `limit` (iterative: a hostile document cannot exhaust the stack).
+# A JSON string (its escapes included), and every byte that is not a bracket.
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
-    On the predict path's hot loop: a row of numbers is looked at with one C-level pass (`set(map(type, row))`)
-    rather than an isinstance per value, which keeps the check at about a third of json.loads' own time."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = item.values() if type(item) is dict else item
-        kinds = set(map(type, children))
-        if list in kinds or dict in kinds:  # json.loads makes exactly these two container types
-            stack.extend((child, depth + 1) for child in children if type(child) is list or type(child) is dict)
-    return False
+
+def _too_deep(text: str | bytes, limit: int) -> bool:
+    """Whether the containers of a document that parsed nest deeper than `limit`, read from its text: outside
+    strings its brackets are exactly its containers' delimiters, so the deepest running count of open brackets
+    is the nesting depth. C-speed passes (regex, bytes.translate, a numpy cumsum): 4 ms for a 10,000-row body,
+    where walking the parsed rows took 9 to 13 ms."""
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    if b'"' in raw:
+        raw = _STRING.sub("", raw.decode("utf-8", "surrogatepass")).encode("utf-8", "surrogatepass")
+    brackets = np.frombuffer(raw.translate(None, _NOT_BRACKETS), dtype=np.uint8)
+    steps = np.where((brackets == ord("[")) | (brackets == ord("{")), 1, -1)
+    return bool(np.cumsum(steps).max() > limit)
 
 
 def parse_json(text: str | bytes) -> Any:
@@ -58,7 +64,7 @@ def parse_json(text: str | bytes) -> Any:
         raise
     except ValueError as error:  # int("9" * 5000): Python refuses integers of over 4,300 digits
         raise json.JSONDecodeError(f"a number is too long ({str(error).split(':')[0]})", "", 0) from None
-    if isinstance(value, (dict, list)) and _too_deep(value, limit):
+    if isinstance(value, (dict, list)) and _too_deep(text, limit):
         raise json.JSONDecodeError(f"the JSON nests deeper than {limit} levels", "", 0)
     if isinstance(value, list):
         # Every body of this API is an object, which validation checks in its turn (after the path); a tuple
