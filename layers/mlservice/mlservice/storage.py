@@ -34,10 +34,12 @@ from mlservice.settings import get_settings
 T = TypeVar("T")
 
 _lock = threading.Lock()
-_clients: dict[tuple[str, bool], tuple[tuple, Any]] = {}
+_clients: dict[tuple[str, str], tuple[tuple, Any]] = {}
+# botocore settings per kind of call (see _client_for): (attempts or None for botocore's default, connect, read).
+_PROFILES: dict[str, tuple[int | None, int, int]] = {"default": (None, 3, 8), "quick": (2, 1, 2), "invoke": (2, 3, 28)}
 
 
-def _client_for(service: str, quick: bool = False) -> Any:
+def _client_for(service: str, profile: str = "default") -> Any:
     """A process-wide client per service, rebuilt when its endpoint or the region changes (tests, local server).
 
     boto3 reads `AWS_ENDPOINT_URL_<SERVICE>` / `AWS_ENDPOINT_URL` itself; they are part of the cache key only so
@@ -45,11 +47,13 @@ def _client_for(service: str, quick: bool = False) -> Any:
     stalled transfer after 8 s without a byte, each retried by botocore (3 attempts unless AWS_MAX_ATTEMPTS says
     otherwise) — so a hung S3 surfaces as a 503 inside API Gateway's 29 s, not after botocore's 60 s default.
     `quick` is for reads that have something to fall back on (predict's cached registry): 1 s and 2 s, two
-    attempts, so an outage costs a request a few seconds at most before the fallback answers.
+    attempts, so an outage costs a request a few seconds at most before the fallback answers. `invoke` is for
+    the synchronous Lambda invocation of predict's scikit-learn fallback, which may take API Gateway's whole
+    29 s (and is harmless to repeat).
     """
     key = (
         service,
-        quick,
+        profile,
         os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}") or os.environ.get("AWS_ENDPOINT_URL"),
         os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
     )
@@ -59,20 +63,16 @@ def _client_for(service: str, quick: bool = False) -> Any:
             import boto3
             from botocore.config import Config
 
-            if quick:
-                retries = {"mode": "standard", "max_attempts": 2}
-                config = Config(retries=retries, max_pool_connections=32, connect_timeout=1, read_timeout=2)
-            else:
-                config = Config(
-                    retries={"mode": "standard"}, max_pool_connections=32, connect_timeout=3, read_timeout=8
-                )
+            attempts, connect, read = _PROFILES[profile]
+            retries = {"mode": "standard", **({"max_attempts": attempts} if attempts else {})}
+            config = Config(retries=retries, max_pool_connections=32, connect_timeout=connect, read_timeout=read)
             cached = _clients[key[:2]] = (key, boto3.session.Session().client(service, config=config))
         return cached[1]
 
 
 def client(quick: bool = False) -> Any:
     """The S3 client (`quick`: the one with short timeouts, for reads with a fallback)."""
-    return _client_for("s3", quick)
+    return _client_for("s3", "quick" if quick else "default")
 
 
 def sqs_client() -> Any:
@@ -81,18 +81,8 @@ def sqs_client() -> Any:
 
 
 def lambda_client() -> Any:
-    """The client the slim predict function invokes its scikit-learn fallback with (mlservice.serving.fallback):
-    a synchronous predict may take API Gateway's whole 29 s, and repeating one is harmless."""
-    key = ("lambda", False)
-    with _lock:
-        cached = _clients.get(key)
-        if cached is None:
-            import boto3
-            from botocore.config import Config
-
-            config = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=3, read_timeout=28)
-            cached = _clients[key] = (key, boto3.session.Session().client("lambda", config=config))
-        return cached[1]
+    """The client the slim functions hand work to their scikit-learn fallbacks with (mlservice.serving.fallback)."""
+    return _client_for("lambda", "invoke")
 
 
 def reset_client() -> None:
@@ -125,6 +115,9 @@ _THROTTLED = {
     "InternalError",
     "InternalFailure",
     "ServiceUnavailable",
+    # Lambda's refusals to run a function now (the scikit-learn fallbacks' invocations)
+    "ResourceNotReadyException",
+    "EC2ThrottledException",
 }
 
 

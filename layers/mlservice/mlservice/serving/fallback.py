@@ -39,26 +39,26 @@ def has_scikit_learn() -> bool:
     return importlib.util.find_spec("sklearn") is not None
 
 
-def _throttled(error: Exception) -> str | None:
-    """Lambda's own refusals to run the fallback now (concurrency exhausted), which storage's list lacks."""
-    code = str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
-    return code if code in ("TooManyRequestsException", "ResourceNotReadyException", "EC2ThrottledException") else None
+def _function_name(variable: str, what: str) -> str:
+    """The fallback function's name from the environment; 500 configuration_error when the template set none."""
+    name = os.environ.get(variable)
+    if not name:
+        raise ServiceError(
+            "configuration_error",
+            f"{what} needs scikit-learn, which this function lacks, and no fallback function is configured",
+        )
+    return name
 
 
 def forward(event: dict, context: Any) -> dict:
     """Invoke the fallback function with the request's event; its response is this request's response."""
-    name = os.environ.get(FUNCTION_VARIABLE)
-    if not name:
-        raise ServiceError(
-            "configuration_error",
-            "this version needs scikit-learn, which this function lacks, and no fallback function is configured",
-        )
+    name = _function_name(FUNCTION_VARIABLE, "this version")
     from mlservice import storage
 
     try:
         reply = storage.lambda_client().invoke(FunctionName=name, Payload=json.dumps(event).encode())
     except Exception as error:
-        reason = storage.unavailable_reason(error) or _throttled(error)
+        reason = storage.unavailable_reason(error)
         if reason is None:
             raise
         # Throttled, 5xx or unreachable: like S3 trouble, a 503 with Retry-After (predicting is safe to repeat).
@@ -75,12 +75,7 @@ def forward_batch(bucket: str, key: str, etag: str, size: int) -> None:
     lease and manifest make a second run a duplicate."""
     from urllib.parse import quote_plus
 
-    name = os.environ.get(BATCH_FUNCTION_VARIABLE)
-    if not name:
-        raise ServiceError(
-            "configuration_error",
-            "this file's model needs scikit-learn, which this function lacks, and no batch fallback is configured",
-        )
+    name = _function_name(BATCH_FUNCTION_VARIABLE, "this file's model")
     from mlservice import storage
 
     record = {
