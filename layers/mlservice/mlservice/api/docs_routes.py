@@ -7,6 +7,7 @@ resolver used for generation hands the routers back to their serving resolver af
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -75,15 +76,21 @@ def get_openapi() -> Response[dict]:
 
 @router.get("/docs", summary="Swagger UI for this API (self-contained: no CDN)", tags=["documentation"])
 def get_docs() -> Response[str]:
+    return Response(status_code=200, content_type="text/html", body=_swagger_html(_base_path()))
+
+
+@functools.cache
+def _swagger_html(base_path: str) -> str:
+    """The 1.7 MB Swagger UI page with the document inlined, built once per container and base path (like
+    `openapi_json`): reading the assets and formatting the page cost ~25 ms a request."""
     from aws_lambda_powertools.event_handler.openapi import swagger_ui
     from aws_lambda_powertools.event_handler.openapi.swagger_ui.html import generate_swagger_html
 
     assets = Path(swagger_ui.__file__).parent
-    html = generate_swagger_html(
-        openapi_json(_base_path()).replace("</", "<\\/"),
+    return generate_swagger_html(
+        openapi_json(base_path).replace("</", "<\\/"),
         (assets / "swagger-ui-bundle.min.js").read_text(encoding="utf-8"),
         (assets / "swagger-ui.min.css").read_text(encoding="utf-8"),
         None,
         None,
     )
-    return Response(status_code=200, content_type="text/html", body=html)
