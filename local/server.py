@@ -8,6 +8,7 @@ Environment: PORT (default 3000), HOST (default 127.0.0.1), MODEL_BUCKET, AWS_EN
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import sys
@@ -109,6 +110,8 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, _shutdown)
     signal.signal(signal.SIGTERM, _shutdown)
+    # `kill -USR1 <pid>` prints every thread's stack: what a stuck start or stop is waiting on
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     print(f"Serverless ML running at {url}  (routes from template.yaml; Ctrl-C stops)", flush=True)
     print(f"S3: {endpoint}  bucket: {bucket}", flush=True)
     print(

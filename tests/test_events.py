@@ -31,6 +31,9 @@ STORY = [
     "v2_model_version_ready.json",
     "v2_infer.json",
     "v2_version_infer.json",
+    "explain.json",
+    "front_page.json",
+    "model_card.json",
     "<deploy version 2>",
     "rollback.json",
     "undeploy.json",
@@ -76,7 +79,7 @@ def run_story(template: Template, invoke: Callable[[str, dict], dict], context: 
         event = story_event(name)
         response = invoke(function_for(template, event), event)
         assert 200 <= response["statusCode"] < 300, (name, response.get("body"), context())
-        if response["statusCode"] != 204 and name != "docs.json":
+        if response["statusCode"] != 204 and name not in ("docs.json", "front_page.json", "model_card.json"):
             json.loads(response["body"])
 
 

@@ -93,7 +93,15 @@ def start_server(port: int | None = None, extra_env: dict | None = None) -> Serv
 
 def stop_server(server: Server, sig: int = signal.SIGINT) -> None:
     os.killpg(server.process.pid, sig)  # what Ctrl-C does: the whole foreground process group
-    server.process.wait(timeout=30)
+    try:
+        server.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        # local/server.py prints every thread's stack on SIGUSR1: show what the stop is stuck on
+        os.killpg(server.process.pid, signal.SIGUSR1)
+        time.sleep(2)
+        os.killpg(server.process.pid, signal.SIGKILL)
+        rest = server.process.stdout.read()
+        raise AssertionError(f"make run did not stop within 30 s of {sig!r}; its stacks:\n{rest}") from None
 
 
 def group_alive(pgid: int) -> bool:

@@ -142,7 +142,8 @@ def test_predict_hands_versions_without_onnx_to_its_fallback_and_may_invoke_only
     fallback = _functions(template)["PredictFallbackFunction"]["Properties"]
     assert predict["Properties"]["Environment"]["Variables"]["PREDICT_FALLBACK_FUNCTION"] == {"Ref": "PredictFallbackFunction"}
     assert (fallback["CodeUri"], fallback["Handler"]) == (predict["Properties"]["CodeUri"], "app.handler")
-    assert "Events" not in fallback
+    # its only API event is explain, which needs the scikit-learn pipeline itself
+    assert {e["Properties"]["Path"] for e in fallback["Events"].values()} == {"/models/{model}/explain"}
     invokes = [s for s in _statements(predict) if "lambda:InvokeFunction" in _as_list(s["Action"])]
     assert [s["Resource"] for s in invokes] == [{"Fn::GetAtt": ["PredictFallbackFunction", "Arn"]}]
 
@@ -244,7 +245,7 @@ def test_layer_builds_with_the_makefile(template: dict) -> None:
 
 
 # Functions whose routes are for applications (API key); every other function's routes are management (IAM).
-PREDICTION_FUNCTIONS = {"PredictFunction"}
+PREDICTION_FUNCTIONS = {"PredictFunction", "PredictFallbackFunction"}
 
 
 def test_api_is_iam_by_default_and_creates_a_key_for_prediction(template: dict) -> None:
@@ -284,8 +285,10 @@ def test_every_api_event_uses_the_shared_api_with_the_expected_routes(template: 
     routes = _routes(template)
     assert routes == {
         ("POST", "/models/{model}/versions"): "TrainFunction",
+        ("GET", "/"): "DeployFunction",
         ("GET", "/models"): "DeployFunction",
         ("GET", "/models/{model}"): "DeployFunction",
+        ("GET", "/models/{model}/versions/{version}/card"): "DeployFunction",
         ("DELETE", "/models/{model}"): "DeployFunction",
         ("GET", "/models/{model}/versions/{version}"): "DeployFunction",
         ("DELETE", "/models/{model}/versions/{version}"): "DeployFunction",
@@ -293,6 +296,7 @@ def test_every_api_event_uses_the_shared_api_with_the_expected_routes(template: 
         ("POST", "/models/{model}/stages/{stage}/rollback"): "DeployFunction",
         ("DELETE", "/models/{model}/stages/{stage}"): "DeployFunction",
         ("POST", "/models/{model}/predict"): "PredictFunction",
+        ("POST", "/models/{model}/explain"): "PredictFallbackFunction",
         ("GET", "/openapi.json"): "PredictFunction",
         ("GET", "/docs"): "PredictFunction",
         ("GET", "/v2/health/live"): "PredictFunction",

@@ -33,7 +33,7 @@ SAM_PYTHON = ROOT / ".venv-sam" / "bin" / "python"
 # The functions behind each kind of route. Every function with an Api event must be in exactly one of them
 # (test_every_api_function_is_management_or_prediction), so a new one cannot be left out by accident.
 MANAGEMENT_FUNCTIONS = {"TrainFunction", "DeployFunction"}
-PREDICTION_FUNCTIONS = {"PredictFunction"}
+PREDICTION_FUNCTIONS = {"PredictFunction", "PredictFallbackFunction"}
 
 # Parameter values of the variants the stack can be deployed in.
 VARIANTS: dict[str, dict[str, str]] = {

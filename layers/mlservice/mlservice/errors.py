@@ -42,6 +42,8 @@ CODES: dict[str, Code] = {
     "class_too_rare": Code(400, "training: a class of fewer training rows than MIN_GROUP_SIZE (it would be published)"),
     "invalid_shape": Code(400, "predicting: rows of the wrong shape, or not exactly one input format"),
     "missing_features": Code(400, "predicting: rows lacking feature columns"),
+    "invalid_output": Code(400, "explaining: an output the model does not have (probability, value, decision)"),
+    "explanation_too_expensive": Code(400, "explaining: more model evaluations than allowed (the row limit is named)"),
     # batch manifests only (files, not HTTP requests)
     "invalid_batch_key": Code(400, "batch: an input key not shaped batch/input/<model>[@stage|@vN]/<file>"),
     "unsupported_format": Code(400, "batch: a file that is not .csv or .jsonl (optionally .gz)"),

@@ -56,6 +56,7 @@ class Settings:
     training_budget_seconds: float
     idempotency_ttl_seconds: int
     min_group_size: int
+    explain_max_evaluations: int
 
 
 def get_settings() -> Settings:
@@ -95,6 +96,9 @@ def get_settings() -> Settings:
         # share one token, rarer words are left out, numbers are summarised by percentiles with at least this
         # many rows on each side, and a rarer class is refused (see the README, "What a model publishes").
         min_group_size=_min_group_size(),
+        # Model rows one explain request may evaluate (model-agnostic explanations cost rows × samples ×
+        # (features + 1)); beyond it the request is refused naming how many rows fit.
+        explain_max_evaluations=_env_int("EXPLAIN_MAX_EVALUATIONS", 200_000),
     )
 
 

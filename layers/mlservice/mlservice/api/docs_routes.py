@@ -27,9 +27,24 @@ _documents: dict[str, str] = {}
 
 
 def all_routers() -> list[Router]:
-    from mlservice.api import predict_routes, registry_routes, training_routes, v2_routes
+    from mlservice.api import (
+        explain_routes,
+        page_routes,
+        predict_routes,
+        registry_routes,
+        training_routes,
+        v2_routes,
+    )
 
-    return [training_routes.router, registry_routes.router, predict_routes.router, v2_routes.router, router]
+    return [
+        training_routes.router,
+        registry_routes.router,
+        page_routes.router,
+        predict_routes.router,
+        explain_routes.router,
+        v2_routes.router,
+        router,
+    ]
 
 
 def openapi_json(base_path: str = "/") -> str:

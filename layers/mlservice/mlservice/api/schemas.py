@@ -8,7 +8,7 @@ the predict path must not pay for.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from pydantic import BaseModel
@@ -54,6 +54,18 @@ class PredictRequest(Body):
     )
     dataframe_split: DataframeSplit | None = coded("invalid_shape", None)
     dataframe_records: list[dict[str, Any]] | None = coded("invalid_shape", None)
+
+
+class ExplainRequest(PredictRequest):
+    """The rows as for predict, and which output to explain."""
+
+    output: Literal["probability", "value", "decision"] | None = coded(
+        "invalid_output",
+        None,
+        description="what the contributions add up to: class probabilities (classifiers' default), the value "
+        "(regressors), or the decision function (log-odds) of a linear or boosted classifier, which linear and "
+        "boosted models explain exactly",
+    )
 
 
 class StageChange(BaseModel):

@@ -85,10 +85,11 @@ def _unpickle(model: str, version: int, data: bytes, environment: dict | None) -
             raise runtime.ArtifactIncompatible(model, version, found) from None
 
 
-def _runner(model: str, version: int, entry: dict) -> tuple[dict, Runner]:
+def _runner(model: str, version: int, entry: dict, onnx_ok: bool = True) -> tuple[dict, Runner]:
     """The version's metadata and the runner that serves it: its ONNX export where it has one (onnxruntime, no
-    scikit-learn), else its pickled pipeline — which a function without scikit-learn hands to its fallback."""
-    if entry.get("onnx_sha256"):
+    scikit-learn), else its pickled pipeline — which a function without scikit-learn hands to its fallback.
+    `onnx_ok=False` always loads the pipeline (explanations read its coefficients and trees)."""
+    if entry.get("onnx_sha256") and onnx_ok:
         from mlservice.serving.onnx_runner import OnnxRunner  # onnxruntime: imported on the first load
 
         data, metadata = registry.load_verified_artifact(model, version, entry, onnx=True)
@@ -107,12 +108,13 @@ class ModelCache:
     """A small LRU of loaded models plus a TTL copy of each model's registry document."""
 
     def __init__(self) -> None:
-        self._models: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
+        # (model, version, whether an ONNX export may serve it) → the loaded model
+        self._models: OrderedDict[tuple[str, int, bool], LoadedModel] = OrderedDict()
         # model → (document, when it was read, when S3 was last asked): a failed re-read is not retried on
         # every request, only once per TTL, while the copy ages.
         self._registries: OrderedDict[str, tuple[dict, float, float]] = OrderedDict()
         self._lock = threading.Lock()
-        self._loading: dict[tuple[str, int], threading.Lock] = {}
+        self._loading: dict[tuple[str, int, bool], threading.Lock] = {}
 
     def clear(self) -> None:
         with self._lock:
@@ -151,8 +153,9 @@ class ModelCache:
             while len(self._registries) > REGISTRY_COPIES:
                 self._registries.popitem(last=False)
 
-    def select(self, model: str, stage: str | None, version: int | None) -> Selection:
-        """The loaded model for a stage (or a pinned version) of a model, as its registry says now.
+    def select(self, model: str, stage: str | None, version: int | None, onnx_ok: bool = True) -> Selection:
+        """The loaded model for a stage (or a pinned version) of a model, as its registry says now; with
+        `onnx_ok=False` its scikit-learn pipeline even when an ONNX export exists.
 
         A copy is trusted only for what it finds: when a cached one names no such stage or version (a new
         deployment), or points at a version whose artifact is gone (deleted since the copy was read), the
@@ -164,7 +167,7 @@ class ModelCache:
             try:
                 served = version if version is not None else registry.resolve_stage(document, str(stage))
                 entry = registry.ready_entry(document, model, served)
-                return Selection(self._load(model, served, entry), stage, document, stale)
+                return Selection(self._load(model, served, entry, onnx_ok), stage, document, stale)
             except ServiceError as error:
                 # An artifact that is gone may have been deleted since even a fresh copy was read.
                 outdated = isinstance(error, IntegrityError) or (error.status == 404 and not fresh)
@@ -173,8 +176,8 @@ class ModelCache:
                 reread = True
                 document, stale, fresh = self._copy(model, fresh=True)
 
-    def _load(self, model: str, version: int, entry: dict) -> LoadedModel:
-        key = (model, version)
+    def _load(self, model: str, version: int, entry: dict, onnx_ok: bool = True) -> LoadedModel:
+        key = (model, version, onnx_ok)
         with self._lock:
             loaded = self._models.get(key)
             if loaded is not None and loaded.sha256 == entry["sha256"]:
@@ -185,7 +188,7 @@ class ModelCache:
             with self._lock:
                 loaded = self._models.get(key)
             if loaded is None or loaded.sha256 != entry["sha256"]:
-                loaded = LoadedModel(model, version, *_runner(model, version, entry), entry["sha256"])
+                loaded = LoadedModel(model, version, *_runner(model, version, entry, onnx_ok), entry["sha256"])
                 with self._lock:
                     self._models[key] = loaded
                     while len(self._models) > max(1, get_settings().model_cache_size):

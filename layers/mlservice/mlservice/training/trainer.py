@@ -32,9 +32,10 @@ from sklearn.model_selection import train_test_split
 
 from mlservice import fields
 from mlservice.errors import bad_request
+from mlservice.explain import explainer
 from mlservice.features import CATEGORICAL, TEXT, pool_rare_categories, rows_to_matrix
 from mlservice.settings import get_settings
-from mlservice.training import algorithms, budget, metrics, onnx_export, preprocessing
+from mlservice.training import algorithms, budget, evaluation, metrics, onnx_export, preprocessing
 from mlservice.training import deadline as deadline_runner
 from mlservice.training.algorithms import CLASSIFICATION, Algorithm
 from mlservice.training.datasets import Table, load_table
@@ -357,6 +358,9 @@ def train_model(request: TrainRequest | dict, deadline: float | None = None) -> 
         if req.cv is not None:
             scores.update(metrics.cross_validation(pipeline, X_train, y_train, task, req.cv, random_state))
         importance = metrics.feature_importance(pipeline, X_test, y_test, features, task, random_state)
+        charts = evaluation.evaluate(
+            pipeline, X_train, X_test, y_test, profile, importance, task, min_group, random_state
+        )
 
         target_info: dict[str, Any] = {"name": target_name}
         if task == CLASSIFICATION:
@@ -370,6 +374,9 @@ def train_model(request: TrainRequest | dict, deadline: float | None = None) -> 
             for j, f in enumerate(profile)
         ]
 
+        # After the ONNX-independent evaluation, before pickling: the explainer's background rides in the
+        # artifact (digest-checked, never served), not in the published metadata.
+        explainer.attach_background(pipeline, X_train, random_state, profile, min_group)
         artifact = _serialise(pipeline)
         # In this child, so the deadline bounds it; it forks its own, stopped before the deadline, so an export
         # that runs long costs the ONNX file, not the training.
@@ -382,6 +389,7 @@ def train_model(request: TrainRequest | dict, deadline: float | None = None) -> 
             "target": target_info,
             "metrics": scores,
             "feature_importance": importance,
+            "evaluation": charts,
             "preprocessing": _preprocessing_summary(algorithm, task, features, min_group),
             "training": {
                 "rows": len(y_train),
