@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SAM_VENV := .venv-sam
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test fuzz lint fmt sam-tools build validate bench bench-serving bench-batch bench-training clean
+.PHONY: run test fuzz lint fmt sam-tools build validate bench bench-serving bench-batch bench-training bench-explain clean
 
 $(VENV)/.installed: requirements-dev.txt layers/mlservice/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +47,7 @@ build: $(SAM_VENV)/.installed
 	$(SAM_VENV)/bin/sam build
 
 # Every benchmark, the serving one first; BENCH_ARGS (e.g. --quick) goes to each.
-bench: bench-serving bench-batch bench-training
+bench: bench-serving bench-batch bench-training bench-explain
 
 # Online serving against bare scikit-learn: warm handler latency (1, 100, 10,000 rows; six models), cold start and
 # peak memory of the predict function vs a minimal joblib script, batch rows/s; ~2 min on 2 cores, --quick ~1.
@@ -63,6 +63,11 @@ bench-batch: $(VENV)/.installed
 # The training cost estimate against measured fits (estimate/actual per configuration); BENCH_ARGS=--quick.
 bench-training: $(VENV)/.installed
 	$(BIN)/python benchmarks/training_cost.py $(BENCH_ARGS)
+
+# Explanations: per algorithm, explain's milliseconds and model evaluations for 1, 10 and 100 rows against the raw
+# predict call, and the additivity error; ~1 minute (BENCH_ARGS=--quick: 10 rows only).
+bench-explain: $(VENV)/.installed
+	$(BIN)/python benchmarks/explain.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .aws-sam

@@ -9,8 +9,9 @@ middleware), then what needs the registry and last what needs the rows or the tr
 wrong part decides the answer, which is what `expected` computes. Where a strategy cannot tell, the general
 checks of test_fuzz.py still apply (documented shape and code, no 500, the bucket unchanged after a 4xx).
 
-Everything here describes the world test_fuzz.py seeds before every example (model iris, versions 1 and 2,
-production serving 1 and deployed once, a few files under datasets/), so "iris version 2" is known to exist.
+Everything here describes the world test_fuzz.py seeds before every example (model iris, versions 1 and 2 — a
+logistic regression and a decision tree —, production serving 1 and deployed once, a few files under
+datasets/), so "iris version 2" is known to exist.
 Generated trainings stay cheap by construction: the only requests meant to train have 12-18 inline rows, a
 bundled dataset of under 450 rows, or a seeded file of 16 rows, and take their hyperparameters from small,
 fast values; every other training request is wrong somewhere and refused before a fit.
@@ -277,6 +278,7 @@ FIELD_NAMES = [
     "datatype",
     "parameters",
     "id",
+    "output",
     *FEATURES,
 ]
 
@@ -631,6 +633,58 @@ def model_queries(draw: st.DrawFn) -> Query:
     return Query(values, tuple(parts), stage, version)
 
 
+CARD_FORMATS = ["html", "json"]
+# Refused: only the exact lower-case spellings are formats.
+BAD_FORMATS = [
+    "xml",
+    "JSON",
+    "Html",
+    "htm",
+    "text/html",
+    "application/json",
+    "json ",
+    " html",
+    "jsonp",
+    "pdf",
+    "0",
+    "null",
+    "<script>alert(1)</script>",
+    '"><img src=x onerror=alert(1)>',
+    "html\x00",
+    "\ud800",
+]
+
+
+@st.composite
+def format_queries(draw: st.DrawFn) -> Query:
+    """The card's ?format= (html, json, absent, hostile, repeated) plus undeclared parameters."""
+    values: dict[str, list[str]] = {}
+    if draw(st.integers(0, 5)) == 0:
+        values.update(draw(junk_queries))
+    values.pop("format", None)
+    kind = draw(st.sampled_from(["none"] * 3 + ["valid"] * 4 + ["bad", "bad", "text", "repeated"]))
+    parts: list[Part] = []
+    sent: str | None = None
+    if kind == "valid":
+        sent = draw(st.sampled_from(CARD_FORMATS))
+    elif kind == "bad":
+        sent = draw(st.sampled_from(BAD_FORMATS))
+    elif kind == "text":
+        sent = draw(st.text(max_size=10))
+    elif kind == "repeated":  # ?format=json&format=html: which one counts is not documented
+        values["format"] = draw(st.lists(st.sampled_from([*CARD_FORMATS, "xml", ""]), min_size=2, max_size=2))
+        parts.append(unknown(QUERY))
+    if sent is not None:
+        values["format"] = [sent]
+        if sent in CARD_FORMATS:
+            pass
+        elif "," in sent or sent == "":  # split on commas by Powertools; an empty value may count as absent
+            parts.append(unknown(QUERY))
+        else:
+            parts.append(part(QUERY, "invalid_request"))
+    return Query(values, tuple(parts))
+
+
 CONTENT_TYPES = [
     "application/json",
     "application/json; charset=utf-8",
@@ -659,6 +713,8 @@ OTHER_HEADERS = [
     ("Transfer-Encoding", "chunked"),
     ("X-Amzn-Trace-Id", "Root=garbage"),
     ("x-api-key", ""),
+    ("Referer", '"><script>alert(1)</script>'),  # pages must not reflect it
+    ("Host", "<svg onload=alert(1)>.example"),
 ]
 
 
@@ -802,13 +858,14 @@ PREDICT_MUTATIONS = ["none"] * 6 + [
 
 
 @st.composite
-def predict_bodies(draw: st.DrawFn) -> Body:
-    """A valid request in one of the three formats, then up to two documented ways of getting it wrong."""
+def predict_bodies(draw: st.DrawFn, clean: bool = False) -> Body:
+    """A valid request in one of the three formats, then (unless `clean`) up to two documented ways of getting it
+    wrong."""
     rows = [_row(draw) for _ in range(draw(st.integers(1, 3)))]
     form = draw(st.sampled_from(["rows", "objects", "split", "records"]))
     data_codes: set[str] = set()
     field_codes: set[str] = set()
-    mutation = draw(st.sampled_from(PREDICT_MUTATIONS))
+    mutation = "none" if clean else draw(st.sampled_from(PREDICT_MUTATIONS))
     if mutation == "bad_cell":
         row = draw(st.sampled_from(rows))
         row[draw(st.integers(0, 3))] = draw(st.sampled_from(BAD_CELLS))
@@ -889,6 +946,74 @@ def predict_bodies(draw: st.DrawFn) -> Body:
 
 
 TOO_MANY_ROWS = Raw(to_json([[5.1, 3.5, 1.4, 0.2]] * (MAX_PREDICT_ROWS + 1)))
+
+
+# ---------------------------------------------------------------- explain: POST /models/{model}/explain
+
+# The outputs each seeded version has (v1 a logistic regression: probabilities by sampling, the decision
+# function exactly; v2 a decision tree: probabilities by TreeSHAP), the three the field names, and values of the
+# field that are no output at all.
+VERSION_OUTPUTS = {"1": frozenset({"probability", "decision"}), "2": frozenset({"probability"})}
+OUTPUTS = ["probability", "decision", "value"]
+BAD_OUTPUTS: list[Any] = [
+    "logits",
+    "",
+    "Probability",
+    "DECISION",
+    " value",
+    "probabilities",
+    "shap",
+    1,
+    0,
+    True,
+    [],
+    ["probability"],
+    {"output": "value"},
+    "<script>",
+]
+
+
+@st.composite
+def explain_bodies(draw: st.DrawFn, clean: bool = False) -> Body:
+    """predict's bodies (the same formats, rows and mistakes) and an optional `output`: one of the three (which
+    the version explained may not have: see `_explained_output`), null (the default) or a value that is no
+    output. `clean`: rows in any format without mistakes, and an output the seeded versions mostly have (what
+    the additivity check needs)."""
+    body = draw(predict_bodies(clean))
+    kinds = ["absent", "named", "named", "null"] if clean else ["absent"] * 3 + ["named"] * 3 + ["null", "bad"]
+    kind = draw(st.sampled_from(kinds))
+    if kind == "absent":
+        return body
+    value = dict(body.value)
+    fields_part, data_part = body.parts
+    assert fields_part.codes is not None
+    info: dict[str, str] = {}
+    if kind == "named":
+        value["output"] = info["output"] = draw(st.sampled_from(OUTPUTS[:2] if clean else OUTPUTS))
+    elif kind == "null":
+        value["output"] = None
+    else:
+        value["output"] = draw(st.sampled_from(BAD_OUTPUTS))
+        fields_part = part(FIELDS, *fields_part.codes, "invalid_output")
+    return Body(value, (fields_part, data_part), info)
+
+
+def _explained_output(parts: list[Part], query: Query, output: str) -> list[Part]:
+    """The parts with the rows' verdict (DATA) amended for an output the version explained does not have: it is
+    refused (invalid_output) once the rows are read, before the model evaluates them. The version is the one
+    ?version= names, else the one production serves; when the request cannot reach the rows (a wrong stage, a
+    version not there) an earlier part answers anyway."""
+    version = IN_USE_VERSION
+    if query.version is not None and query.stage is None:
+        version = query.version.text if query.version.kind == "known" else ""
+    if version not in VERSION_OUTPUTS:
+        return [unknown(DATA) if p.rank == DATA else p for p in parts]
+    if output in VERSION_OUTPUTS[version]:
+        return parts
+    return [
+        part(DATA, *((p.codes - {SUCCESS}) | {"invalid_output"})) if p.rank == DATA and p.codes is not None else p
+        for p in parts
+    ]
 
 
 # ---------------------------------------------------------------- infer: the Open Inference Protocol
@@ -1610,8 +1735,17 @@ ROUTE_BODIES: dict[str, Callable[[], SearchStrategy[Body]]] = {
     "POST /models/{model}/versions": train_bodies,
     "PUT /models/{model}/stages/{stage}": deploy_bodies,
     "POST /models/{model}/predict": predict_bodies,
+    "POST /models/{model}/explain": explain_bodies,
     "POST /v2/models/{model}/infer": infer_bodies,
     "POST /v2/models/{model}/versions/{version}/infer": infer_bodies,
+}
+
+
+# Routes choosing a version by ?stage= or ?version= (the stage serving by default).
+SELECTING = frozenset({"POST /models/{model}/predict", "POST /models/{model}/explain"})
+QUERY_STRATEGIES: dict[str, Callable[[], SearchStrategy[Query]]] = {
+    **dict.fromkeys(SELECTING, model_queries),
+    "GET /models/{model}/versions/{version}/card": format_queries,
 }
 
 
@@ -1631,7 +1765,7 @@ def _lookup(route: str, params: dict[str, Param], query: Query, body: Body) -> l
     if route == "DELETE /models/{model}/stages/{stage}":
         assert stage is not None
         return [part(LOOKUP)] if stage.kind == "known" else [part(LOOKUP, "stage_not_deployed", "stage_not_found")]
-    if route == "POST /models/{model}/predict":
+    if route in SELECTING:
         if query.version is not None and query.stage is None:
             version = query.version
         elif query.stage is not None and query.version is None and query.stage.kind != "known":
@@ -1644,11 +1778,24 @@ def _lookup(route: str, params: dict[str, Param], query: Query, body: Body) -> l
     return [part(LOOKUP)]
 
 
+# Routes whose successes are worth a facet of their own (`known`): their answers carry what is checked most
+# (explanations that must add up, pages that must not reflect their input).
+KNOWN_BODIES: dict[str, Callable[[], SearchStrategy[Body]] | None] = {
+    "POST /models/{model}/explain": lambda: explain_bodies(clean=True),
+    "GET /models/{model}/versions/{version}/card": None,
+}
+KNOWN_PARAMS: dict[str, SearchStrategy[Param]] = {
+    "model": st.just(Param(MODEL, "known")),
+    "stage": st.just(Param(DEPLOYED_STAGE, "known")),
+    "version": st.sampled_from(READY_VERSIONS).map(lambda v: Param(v, "known")),
+}
+
+
 def facets(route: str) -> list[str]:
     """The kinds of example a route gets, each with a budget of its own so that a fixed (derandomized) sample
     cannot leave one out: `mixed` varies everything; `keys` always sends an Idempotency-Key, often with a
     body and a retry; `content` sends bodies aimed at the content rules; `hyperparameters` breaks a training
-    request's hyperparameters."""
+    request's hyperparameters; `known` names the seeded model and versions, with bodies free of mistakes."""
     found = ["mixed"]
     if route in MUTATING:
         found.append("keys")
@@ -1656,6 +1803,8 @@ def facets(route: str) -> list[str]:
         found.append("content")
     if route == "POST /models/{model}/versions":
         found.append("hyperparameters")
+    if route in KNOWN_BODIES:
+        found.append("known")
     return found
 
 
@@ -1664,17 +1813,23 @@ def cases(draw: st.DrawFn, route: str, facet: str = "mixed") -> Case:
     """One request to `route` ("METHOD /resource" as in template.yaml) and the answer the docs promise."""
     method, resource = route.split(" ", 1)
     names = re.findall(r"\{(\w+)\}", resource)
-    params = {name: draw(PARAM_STRATEGIES[name]()) for name in names}
+    if facet == "known":
+        params = {name: draw(KNOWN_PARAMS[name]) for name in names}
+    else:
+        params = {name: draw(PARAM_STRATEGIES[name]()) for name in names}
     path = resource.format(**{name: value.text for name, value in params.items()})
-    query = draw(model_queries() if route == "POST /models/{model}/predict" else plain_queries())
+    query = draw(QUERY_STRATEGIES.get(route, plain_queries)())
     mutating = route in MUTATING
     sent = draw(headers(mutating, force_key=facet == "keys"))
     has_body_model = route in ROUTE_BODIES
+    known_body = KNOWN_BODIES.get(route) if facet == "known" else None
     header_values = dict(sent.values)
     if facet == "content":
         body = Body(draw(hostile_payloads()), (unknown(FIELDS),), rendered=True)
     elif facet == "hyperparameters":
         body = draw(train_bodies("hyperparameters"))
+    elif known_body is not None:
+        body = draw(known_body())
     elif has_body_model:
         if route.endswith("/infer") and draw(st.integers(0, 15)) == 0:
             body = draw(binary_tensor_payloads())
@@ -1702,6 +1857,8 @@ def cases(draw: st.DrawFn, route: str, facet: str = "mixed") -> Case:
     if mutating and sent.key is not None and not sent.key_valid:
         parts.append(part(KEY, "invalid_idempotency_key"))
     parts.extend(_lookup(route, params, query, body))
+    if "output" in body.info and any(p.rank == DATA for p in parts):  # explain: the version's outputs
+        parts = _explained_output(parts, query, body.info["output"])
     request = Request(method, path, query.values, header_values, payload)
     then: Request | None = None
     same = True
@@ -1838,6 +1995,31 @@ REGRESSIONS: list[Case] = [
         "{",
         {"invalid_json", "no_previous_version"},
         _KEY,
+    ),
+    # explaining a probability by sampling evaluates the model on rows mixing a huge value with the background:
+    # scikit-learn's ValueError (infinity after scaling) answered 500, where predict answers invalid_value
+    _regression(
+        "POST /models/{model}/explain",
+        "POST",
+        "/models/iris/explain",
+        '{"instances": [[1, 3, 3, 1.7976931348623157e+308]]}',
+        {"invalid_value", SUCCESS},
+    ),
+    # outputs that are not numbers (infinities, sent as null) explained with a 200, where predict answers
+    # invalid_value: for probabilities by sampling, and for the exact decision function
+    _regression(
+        "POST /models/{model}/explain",
+        "POST",
+        "/models/iris/explain",
+        '{"instances": [[5.1, 3.5, 1e308, 1e308]]}',
+        {"invalid_value", SUCCESS},
+    ),
+    _regression(
+        "POST /models/{model}/explain",
+        "POST",
+        "/models/iris/explain",
+        '{"instances": [[5.1, 3.5, 1.4, -1e308]], "output": "decision"}',
+        {"invalid_value", SUCCESS},
     ),
     # "a tensor whose values do not fit its datatype is refused"
     _regression(

@@ -86,6 +86,13 @@ def test_the_documented_errors(api: Any, flowers: None, runtime: Any, monkeypatc
     for path, body, query, status, code in cases:
         response = api.post(path, body, query=query)
         assert (response.status, response.json()["error"]["code"]) == (status, code), (body, query, response.body)
+    for body in (
+        {"instances": [[1, 3, 3, 1.7976931348623157e308]]},  # overflows the model's scaling
+        {"instances": [[5.1, 3.5, 1e308, 1e308]]},  # probabilities would not be numbers
+        {"instances": [[5.1, 3.5, 1.4, -1e308]], "output": "decision"},  # nor the decision function
+    ):
+        refused = api.post("/models/flowers/explain", body)
+        assert (refused.status, refused.json()["error"]["code"]) == (400, "invalid_value"), (body, refused.body)
     bad_json = api.post("/models/flowers/explain", raw='{"instances": [[NaN, 1, 2, 3]]}')
     assert (bad_json.status, bad_json.json()["error"]["code"]) == (400, "invalid_json")
 

@@ -1,8 +1,9 @@
-"""Every S3/SQS call of train, deploy, rollback, undeploy, delete, predict, v2 infer and batch prediction fails in
-turn — throttled, 500, timed out, reset, or applied with its reply lost — and the service keeps its promises: no
-500 ever, the registry's invariants hold after every failure, and retrying the same request (with the same
-Idempotency-Key) ends in exactly the state one fault-free run leaves. Batch jobs are also killed at every call
-and redelivered: the output holds every row exactly once and the manifest says succeeded.
+"""Every S3/SQS call of train, deploy, rollback, undeploy, delete, predict, v2 infer, explain, the model card (HTML
+and JSON), the front page and batch prediction fails in turn — throttled, 500, timed out, reset, or applied with
+its reply lost — and the service keeps its promises: no 500 ever, the registry's invariants hold after every
+failure, and retrying the same request (with the same Idempotency-Key) ends in exactly the state one fault-free
+run leaves. Batch jobs are also killed at every call and redelivered: the output holds every row exactly once and
+the manifest says succeeded.
 
 How (tests/faults.py): each operation is first run fault-free at collection time, which names its calls; each
 case then breaks one of them. A test id reads `<operation>-<call index>-<S3/SQS operation>:<object>-<fault>-
@@ -19,6 +20,7 @@ import functools
 import io
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -98,6 +100,11 @@ API_OPS = {
         ApiOp("erase", "DELETE", f"/models/{MODEL}", None, 202, False, {"undeploy": "true"}),
         ApiOp("predict", "POST", f"/models/{MODEL}/predict", {"instances": ROWS}, 200, False),
         ApiOp("infer", "POST", f"/v2/models/{MODEL}/infer", V2_BODY, 200, False),
+        ApiOp("explain", "POST", f"/models/{MODEL}/explain", {"instances": ROWS}, 200, False),
+        # The pages read the registry and the version's metadata directly, never from the serving cache.
+        ApiOp("card", "GET", f"/models/{MODEL}/versions/1/card", None, 200, False),
+        ApiOp("card_json", "GET", f"/models/{MODEL}/versions/1/card", None, 200, False, {"format": "json"}),
+        ApiOp("front_page", "GET", "/", None, 200, False),
     ]
 }
 
@@ -330,11 +337,33 @@ class Profile:
     invocations: int = 0
 
 
+# Dates and times as the pages show them (ISO 8601, a day, a time of day): when the seed was published, which
+# differs between the fault-free run (another bucket, seeded earlier) and the cases.
+_TIMES = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?|\b\d{2}:\d{2}(?::\d{2})?\b"
+)
+
+
+def _timeless(value: Any) -> Any:
+    if isinstance(value, str):
+        return _TIMES.sub("<time>", value)
+    if isinstance(value, dict):
+        return {k: _timeless(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_timeless(v) for v in value]
+    return value
+
+
 def _body(response: Any) -> Any:
-    """The JSON answer, without the V2 response id (a fresh uuid per request when the client sent none)."""
+    """The JSON answer, without the V2 response id (a fresh uuid per request when the client sent none); a
+    page's HTML as text. A page's or card's dates and times are left out."""
+    if response.headers.get("Content-Type", "").startswith("text/html"):
+        return _timeless(response.body.decode("utf-8"))
     body = response.json() if response.body else None
     if isinstance(body, dict) and "model_name" in body:
         body.pop("id", None)
+    if isinstance(body, dict) and "stage_history" in body and "digests" in body:  # a model card
+        body = _timeless(body)
     return body
 
 
@@ -791,13 +820,19 @@ def test_a_batch_run_killed_at_any_point_is_taken_over_and_yields_every_row_exac
 # ---------------------------------------------------------------- serving from a warm cache while S3 is down
 
 
+# The routes that serve a model through the serving cache (its registry kept for STAGE_CACHE_TTL_SECONDS, served
+# stale for STALE_IF_ERROR_SECONDS while S3 fails); the pages read S3 on every request.
+SERVING = [API_OPS[name] for name in ("predict", "infer", "explain")]
+PAGES = [API_OPS[name] for name in ("card", "card_json", "front_page")]
+
+
 def _down(world: World) -> None:
     world.faults.arm(Fault("server_error", 0, "outage"))
 
 
 def test_predict_keeps_serving_its_cached_registry_while_s3_is_down_and_says_how_stale(world: World) -> None:
     world.reset({"STAGE_CACHE_TTL_SECONDS": "0", "STALE_IF_ERROR_SECONDS": "60"})
-    for op in (API_OPS["predict"], API_OPS["infer"]):
+    for op in SERVING:
         warm = world.request(op)
         assert warm.status == 200 and "X-Registry-Stale-Seconds" not in warm.headers
         _down(world)
@@ -811,7 +846,7 @@ def test_predict_keeps_serving_its_cached_registry_while_s3_is_down_and_says_how
 
 def test_predict_answers_503_once_its_cached_registry_is_older_than_stale_if_error(world: World) -> None:
     world.reset({"STAGE_CACHE_TTL_SECONDS": "0", "STALE_IF_ERROR_SECONDS": "0.2"})
-    for op in (API_OPS["predict"], API_OPS["infer"]):
+    for op in SERVING:
         assert world.request(op).status == 200
         time.sleep(0.25)
         _down(world)
@@ -826,7 +861,7 @@ def test_predict_answers_503_once_its_cached_registry_is_older_than_stale_if_err
 
 def test_a_cold_container_answers_503_while_s3_is_down_and_serves_once_it_is_back(world: World) -> None:
     world.reset()
-    for op in (API_OPS["predict"], API_OPS["infer"]):
+    for op in [*SERVING, *PAGES]:
         cache.clear()
         _down(world)
         response = world.request(op)

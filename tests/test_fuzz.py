@@ -4,18 +4,19 @@ other API tests (local/runtime.py).
 Every response must be a success with the route's documented status and shape, or the documented error: the
 REST shape `{"error": {"code", "message"}}` (the Open Inference Protocol's `{"error": "<message>"}` under /v2)
 with a code from `errors.CODES` whose status is the response's and which the route can give; never a 500,
-never a stack trace, always JSON (GET /docs aside). A rejected request, and any request to a route that only
-reads, leaves the bucket exactly as it was. Where the strategy knows which answer the README promises
-(tests/fuzz_strategies.py) that answer is required too.
+never a stack trace, always JSON (GET /docs and the pages aside: UTF-8 HTML without script that shows nothing it
+was sent, or stored, as markup). A rejected request, and any request to a route that only reads, leaves the
+bucket exactly as it was. Where the strategy knows which answer the README promises (tests/fuzz_strategies.py)
+that answer is required too; an explanation must add up (base + contributions = output, within its tolerance).
 
-Every example starts from the same seeded bucket (iris v1 and v2, production on 1, a few datasets): a
-successful mutation is undone before the next example, so examples are independent and replayable. A route's
-budget is split between facets (fuzz_strategies.facets) so that a fixed sample cannot miss a whole dimension,
-and inputs the fuzzer once found failing (fuzz_strategies.REGRESSIONS) are replayed first.
+Every example starts from the same seeded bucket (iris v1 and v2, production on 1, a few datasets): a successful
+mutation is undone before the next example, so examples are independent and replayable. A route's budget is
+split between facets (fuzz_strategies.facets) so that a fixed sample cannot miss a whole dimension, and inputs
+the fuzzer once found failing (fuzz_strategies.REGRESSIONS) are replayed first.
 
 Failures are collected rather than raised: a run goes through its whole budget and reports each distinct
 failure (its check, route and logged exception) once, with its shortest example. Environment:
-- (nothing): `make test`, a fixed derandomized sample of about 2,400 requests, about a minute on 2 cores;
+- (nothing): `make test`, a fixed derandomized sample of about 2,750 requests, about a minute on 2 cores;
 - FUZZ_EXAMPLES=N: every budget scaled up to at least N requests in all, new random examples each run;
 - FUZZ_SHRINK=1: a failure raises and Hypothesis shrinks it (slow when examples train models);
 - FUZZ_STATS=1: print what each route answered, to see which outcomes the strategies reach.
@@ -41,6 +42,7 @@ from conftest import BUCKET, s3_snapshot
 from fuzz_strategies import (
     DATASETS,
     DEPLOYED_STAGE,
+    FEATURES,
     MAX_BODY_BYTES,
     MAX_JSON_DEPTH,
     MAX_PREDICT_ROWS,
@@ -78,6 +80,9 @@ BASE_EXAMPLES = {
     "POST /models/{model}/stages/{stage}/rollback": 110,
     "DELETE /models/{model}/stages/{stage}": 110,
     "POST /models/{model}/predict": 300,
+    "POST /models/{model}/explain": 200,
+    "GET /models/{model}/versions/{version}/card": 100,
+    "GET /": 30,
     "GET /openapi.json": 25,
     "GET /docs": 15,
     "GET /v2/health/live": 30,
@@ -99,7 +104,7 @@ MINIMUM_TOTAL = max(2_000, FUZZ_TOTAL)
 
 
 # How a route's budget is shared between its facets (fuzz_strategies.facets); `mixed` takes the rest.
-FACET_SHARES = {"keys": 0.25, "content": 0.15, "hyperparameters": 0.25}
+FACET_SHARES = {"keys": 0.25, "content": 0.15, "hyperparameters": 0.25, "known": 0.3}
 
 
 def examples(name: str, facet: str | None = None) -> int:
@@ -158,6 +163,7 @@ TRAINING = {
     "dataset_not_found",
 }
 NAME, VERSION = {"invalid_name"}, {"invalid_name", "invalid_version"}
+EXPLAINING = {"invalid_output", "explanation_too_expensive"}
 # From the README's route table and error codes; 503 storage_unavailable/write_contention may come anywhere.
 ALLOWED: dict[str, set[str]] = {
     "POST /models/{model}/versions": CONTENT | IDEMPOTENCY | NAME | TRAINING,
@@ -181,6 +187,11 @@ ALLOWED: dict[str, set[str]] = {
     | CONTENT
     | {"model_not_found", "stage_not_found", "stage_not_deployed"},
     "POST /models/{model}/predict": CONTENT | VERSION | LOOKUPS | ROWS,
+    "POST /models/{model}/explain": CONTENT | VERSION | LOOKUPS | ROWS | EXPLAINING,
+    # ?format= other than html or json is invalid_request
+    "GET /models/{model}/versions/{version}/card": VERSION
+    | {"model_not_found", "version_not_found", "invalid_request"},
+    "GET /": set(),
     "GET /openapi.json": set(),
     "GET /docs": set(),
     "GET /v2/health/live": set(),
@@ -253,14 +264,22 @@ def bucket_state(s3: Any) -> dict[str, str]:
 _SEEDED: dict[str, bytes] = {}
 
 
+# Markup a page must show as text: v2's description (a model card and the front page show descriptions).
+HOSTILE_DESCRIPTION = '<script>alert("v2")</script><img src=x onerror=alert(2)>"\'&amp;'
+
+
 @pytest.fixture
 def world(api: Any, aws: Any, iris_model: tuple[bytes, dict]) -> World:
-    """iris v1 and v2, production on 1 (deployed once), and the files under datasets/ the strategies name."""
+    """iris v1 (a logistic regression) and v2 (a decision tree, described in markup): explained by sampling or
+    exactly (v1's decision function), and by TreeSHAP (v2). Production on 1 (deployed once), and the files
+    under datasets/ the strategies name."""
     if not _SEEDED:
         from mlservice import registry
+        from mlservice.training.trainer import train
 
-        for _ in range(2):
-            registry.publish_version(MODEL, *iris_model)
+        registry.publish_version(MODEL, *iris_model)
+        tree, metadata = train({"algorithm": "decision_tree", "data": {"dataset": "iris"}})
+        registry.publish_version(MODEL, tree, {**metadata, "description": HOSTILE_DESCRIPTION})
         registry.set_stage(MODEL, DEPLOYED_STAGE, 1)
         for key, data in DATASETS.items():
             aws.put_object(Bucket=BUCKET, Key=key, Body=data)
@@ -536,6 +555,15 @@ class Fuzzer:
         if route == "GET /docs":
             assert b"<html" in exchange.body[:2000].lower(), self.report(exchange, "GET /docs is not HTML")
             return
+        content_type = exchange.headers.get("Content-Type", "")
+        formats = exchange.request.query.get("format", [])
+        if route in PAGES and content_type.startswith("text/html"):
+            assert formats != ["json"], self.report(exchange, "?format=json answered with HTML")
+            self.check_page(exchange)
+            return
+        assert route not in PAGES or route == CARD, self.report(exchange, f"{route} is not HTML")
+        if route == CARD:
+            assert "json" in ",".join(formats), self.report(exchange, "a card in JSON although no JSON was asked for")
         body = self.json(exchange)
         assert exchange.headers.get("Content-Type", "").startswith("application/json"), self.report(
             exchange, "a JSON success without a JSON Content-Type"
@@ -543,6 +571,22 @@ class Fuzzer:
         segments = path.split("/")
         problem = success_shape_problem(route, segments, body)
         assert problem is None, self.report(exchange, f"success body: {problem}")
+
+    def check_page(self, exchange: Exchange) -> None:
+        """A page for people: UTF-8 HTML that runs no script and shows what it was sent (and what the registry
+        holds) as text, never as markup."""
+        content_type = exchange.headers.get("Content-Type", "").lower().replace(" ", "")
+        assert content_type == "text/html;charset=utf-8", self.report(exchange, f"Content-Type {content_type!r}")
+        try:
+            html = exchange.body.decode("utf-8")
+        except UnicodeDecodeError:
+            pytest.fail(self.report(exchange, "a page that is not UTF-8"))
+        lowered = html.lower()
+        assert "<html" in lowered[:2000], self.report(exchange, "not an HTML document")
+        assert "<script" not in lowered, self.report(exchange, "a page with a <script")
+        assert HOSTILE_DESCRIPTION not in html, self.report(exchange, "v2's description shown as markup")
+        reflected = [text for text in request_texts(exchange.request) if len(text) >= 5 and text in html]
+        assert not reflected, self.report(exchange, f"input shown as markup: {reflected[:3]}")
 
     def check_expected(self, exchange: Exchange, expect: frozenset[str]) -> None:
         """The answer the README promises for this request, where the strategy knows it."""
@@ -554,6 +598,40 @@ class Fuzzer:
         else:  # /v2: the status is all there is to compare
             statuses = {CODES[code].status for code in expect if code != SUCCESS}
             assert exchange.status in statuses, self.report(exchange, "not the documented status", expect)
+
+
+PAGES = {"GET /", "GET /models/{model}/versions/{version}/card"}
+CARD = "GET /models/{model}/versions/{version}/card"
+
+
+def request_texts(request: Request) -> list[str]:
+    """What a request carries that would be markup if a page showed it unescaped: the path's segments, the query's
+    names and values and the headers' values holding <, > or a double quote."""
+    from urllib.parse import unquote
+
+    texts = [unquote(segment) for segment in request.path.split("/")]
+    texts += [text for name, values in request.query.items() for text in (name, *values)]
+    texts += [value for values in request.headers.values() for value in values]
+    return [text for text in texts if any(c in text for c in '<>"')]
+
+
+def _additivity_problem(row: Any, tolerance: float, width: int) -> str | None:
+    """base + Σ contributions = output for every output of an explained row, within the returned tolerance."""
+    if not isinstance(row, dict):
+        return "a row is not an object"
+    base, output, contributions = row.get("base_value"), row.get("output_value"), row.get("contributions")
+    if not isinstance(contributions, dict) or set(contributions) != set(FEATURES):
+        return f"contributions are not one per feature: {sorted(contributions or [])}"
+    vectors = [base, output, *contributions.values()]
+    if not all(isinstance(v, list) and len(v) == width for v in vectors):
+        return f"base, output and contributions are not {width} numbers each"
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for v in vectors for x in v):
+        return "a base, output or contribution that is not a number"
+    for k, value in enumerate(output):
+        total = base[k] + sum(c[k] for c in contributions.values())
+        if not abs(total - value) <= tolerance * (1 + abs(value)):
+            return f"output {k}: base + contributions = {total!r}, output {value!r} (tolerance {tolerance!r})"
+    return None
 
 
 def success_shape_problem(route: str, segments: list[str], body: Any) -> str | None:
@@ -587,6 +665,31 @@ def success_shape_problem(route: str, segments: list[str], body: Any) -> str | N
             return "no predictions or not this model's"
         if "probabilities" in body and len(body["probabilities"]) != len(predictions):
             return "probabilities do not match the predictions"
+    elif route == "POST /models/{model}/explain":
+        rows, outputs, tolerance = body.get("rows"), body.get("outputs"), body.get("tolerance")
+        if not isinstance(rows, list) or not rows or body.get("model", {}).get("name") != name:
+            return "no rows or not this model's"
+        if body.get("output") not in ("probability", "value", "decision") or not isinstance(outputs, list):
+            return "no output or outputs"
+        error = body.get("max_additivity_error")
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0 for x in (tolerance, error)):
+            return f"tolerance {tolerance!r} or max_additivity_error {error!r} is not a number"
+        if error > tolerance:
+            return f"max_additivity_error {error!r} exceeds the tolerance {tolerance!r}"
+        for i, row in enumerate(rows):
+            problem = _additivity_problem(row, tolerance, len(outputs))
+            if problem is not None:
+                return f"row {i}: {problem}"
+    elif route == CARD:
+        version = segments[4]
+        if body.get("model") != name or body.get("version") not in (1, 2):
+            return "not the card of this model and a version of it"
+        if version.isascii() and version.isdigit() and body["version"] != int(version):
+            return f"the card of version {body['version']}, not {version}"
+        if "evaluation" not in body or not isinstance(body.get("digests"), dict):
+            return "no evaluation or digests"
+        if not isinstance(body.get("stage_history"), list):
+            return "no stage history"
     elif route == "GET /openapi.json":
         missing = TEMPLATE.paths() - set(body.get("paths", {}))
         if not str(body.get("openapi", "")).startswith("3.") or missing:

@@ -24,14 +24,15 @@ def json_values(array: np.ndarray) -> list:
     return values
 
 
-def select_model(model: str, stage: str | None, version: int | None) -> Selection:
-    """The loaded model a request addresses: by version when given, else by stage (default production)."""
+def select_model(model: str, stage: str | None, version: int | None, onnx_ok: bool = True) -> Selection:
+    """The loaded model a request addresses: by version when given, else by stage (default production); with
+    `onnx_ok=False` its scikit-learn pipeline even when it has an ONNX export."""
     keys.validate_name(model, "model")
     if version is not None and stage is not None:
         raise bad_request("give either stage or version, not both", code="invalid_request")
     if version is not None:
-        return cache.select(model, None, keys.validate_version(version))
-    return cache.select(model, keys.validate_name(stage or DEFAULT_STAGE, "stage"), None)
+        return cache.select(model, None, keys.validate_version(version), onnx_ok)
+    return cache.select(model, keys.validate_name(stage or DEFAULT_STAGE, "stage"), None, onnx_ok)
 
 
 def run_model(
