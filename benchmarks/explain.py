@@ -49,7 +49,9 @@ SMALL = {"random_forest": {"n_estimators": 100}, "gradient_boosting": {"n_estima
 def _rows(dataset: str, count: int) -> list[list]:
     from mlservice.settings import get_settings
 
-    table = load_table(TrainRequest.model_validate({"algorithm": "ridge", "data": {"dataset": dataset}}).data, get_settings())
+    table = load_table(
+        TrainRequest.model_validate({"algorithm": "ridge", "data": {"dataset": dataset}}).data, get_settings()
+    )
     target = table.index("target")
     return [[v for j, v in enumerate(row) if j != target] for row in table.rows[:count]]
 
@@ -69,7 +71,9 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     counts = (10,) if args.quick else (1, 10, 100)
     header = f"{'algorithm':<20} {'task':<15} {'rows':>4} {'method':<21} {'evals':>8} {'predict ms':>10} {'explain ms':>10} {'ratio':>7} {'additivity':>10}"
-    print(f"one BLAS thread; median of {REPEATS}; load average {os.getloadavg()[0]:.2f}\n{header}\n" + "-" * len(header))
+    print(
+        f"one BLAS thread; median of {REPEATS}; load average {os.getloadavg()[0]:.2f}\n{header}\n" + "-" * len(header)
+    )
     for task, dataset in (("classification", "breast_cancer"), ("regression", "diabetes")):
         for name, spec in algorithms.ALGORITHMS.items():
             if task not in spec.tasks:
@@ -77,13 +81,22 @@ def main(argv: list[str]) -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 artifact, metadata = trainer.train(
-                    {"algorithm": name, "task": task, "data": {"dataset": dataset}, "hyperparameters": SMALL.get(name, {})}
+                    {
+                        "algorithm": name,
+                        "task": task,
+                        "data": {"dataset": dataset},
+                        "hyperparameters": SMALL.get(name, {}),
+                    }
                 )
             pipeline = joblib.load(io.BytesIO(artifact))
             features, classes = metadata["features"], metadata["target"].get("classes")
             for count in counts:
                 matrix = rows_to_matrix(_rows(dataset, count), features)
-                raw = pipeline.predict_proba if task == "classification" and hasattr(pipeline, "predict_proba") else pipeline.predict
+                raw = (
+                    pipeline.predict_proba
+                    if task == "classification" and hasattr(pipeline, "predict_proba")
+                    else pipeline.predict
+                )
                 predict_ms = _median_ms(lambda: raw(matrix))  # noqa: B023
 
                 def explain():

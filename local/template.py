@@ -151,13 +151,17 @@ class Template:
         """The function's environment with intrinsics resolved.
 
         `substitutions` maps logical ids (the bucket, a queue) to local values; parameters take their defaults.
-        Values that still cannot be resolved are left out, as they would be meaningless locally.
+        Values that still cannot be resolved are left out, as they would be meaningless locally. So are the
+        template's empty AWS_ENDPOINT_URL_* placeholders (declared for `sam local --env-vars`; empty means "the
+        default endpoint"): this process's own endpoint (make run's embedded S3, a test's moto server) stays in
+        force instead of being blanked.
         """
         env = {}
         for key, value in function.environment.items():
             resolved = self._resolve(value, substitutions)
-            if resolved is not None:
-                env[key] = str(resolved)
+            if resolved is None or (key.startswith("AWS_ENDPOINT_URL") and resolved == ""):
+                continue
+            env[key] = str(resolved)
         for key, value in substitutions.items():
             if key.isupper():  # plain environment overrides (MODEL_BUCKET=...)
                 env[key] = value

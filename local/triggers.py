@@ -3,9 +3,8 @@
 For each function with an S3 event, the embedded bucket gets a notification configuration (the event's
 prefix filter, read from the template) delivering to a local queue; for each SQS event source, a local queue
 stands in for the template's queue. A pump thread long-polls those queues and invokes the functions with the
-events Lambda would pass, deleting a message on success and letting it be redelivered on failure, up to three
-receives (the template's maxReceiveCount), as SQS and Lambda's event source mapping do. An S3 event that
-still fails after the function's EventInvokeConfig retries goes, as Lambda's destination record, to the
+events Lambda would pass, deleting a message on success and letting it be redelivered on failure, up to each
+queue's maxReceiveCount in the template, as SQS and Lambda's event source mapping do. An S3 event that still fails after the function's EventInvokeConfig retries goes, as Lambda's destination record, to the
 local stand-in of its OnFailure queue.
 """
 
@@ -79,7 +78,12 @@ class EventPump:
                 logical_id = queue["Fn::GetAtt"][0] if isinstance(queue, dict) else str(queue)
                 url, arn = self._queue(logical_id)
                 substitutions[logical_id] = url
-                self.sources.append(_Source(url, function.name, "sqs", arn))
+                # The queue's own maxReceiveCount, as SQS applies it before moving a message to its dead-letter queue.
+                redrive = (self.runtime.template.resources.get(logical_id, {}).get("Properties") or {}).get(
+                    "RedrivePolicy"
+                ) or {}
+                attempts = int(redrive.get("maxReceiveCount", MAX_RECEIVES))
+                self.sources.append(_Source(url, function.name, "sqs", arn, attempts))
             invoke_config = function.properties.get("EventInvokeConfig") or {}
             on_failure = (invoke_config.get("DestinationConfig") or {}).get("OnFailure") or {}
             failure_queue = None

@@ -559,12 +559,28 @@ def version_params() -> SearchStrategy[Param]:
     )
 
 
+def dataset_id_params() -> SearchStrategy[Param]:
+    """No dataset exists in the seeded world: a well-formed id names none, and so does anything else (a
+    malformed id is 404 dataset_not_found too, from the route, so every id is `other`)."""
+    return weighted(
+        (3, st.text(alphabet="0123456789abcdef", min_size=32, max_size=32).map(lambda s: Param(s, "other"))),
+        (1, st.sampled_from(["A" * 32, "0" * 31, "0" * 33, "x", "g" * 32]).map(lambda s: Param(s, "other"))),
+        (2, hostile_names.map(lambda s: Param(s, "other"))),
+    )
+
+
 PARAM_STRATEGIES: dict[str, Callable[[], SearchStrategy[Param]]] = {
     "model": model_params,
     "stage": stage_params,
     "version": version_params,
+    "dataset_id": dataset_id_params,
 }
-PARAM_CODES = {"model": "invalid_name", "stage": "invalid_name", "version": "invalid_version"}
+PARAM_CODES = {
+    "model": "invalid_name",
+    "stage": "invalid_name",
+    "version": "invalid_version",
+    "dataset_id": "dataset_not_found",
+}
 
 
 def path_part(params: dict[str, Param]) -> Part:
@@ -1729,6 +1745,76 @@ def train_bodies(draw: st.DrawFn, focus: str | None = None) -> Body:
     return Body(d.body, (part(FIELDS, *d.codes(FIELDS)), part(DATA, *data)))
 
 
+# ---------------------------------------------------------------- datasets: POST /datasets, …/complete
+
+DATASET_MAX_BYTES = 5 * 1024**4
+printable_names = st.text(min_size=1, max_size=128).filter(str.isprintable)
+
+
+@st.composite
+def dataset_bodies(draw: st.DrawFn) -> Body:
+    """A create request: each field valid or broken (every violation is invalid_request)."""
+    value: dict[Any, Any] = {}
+    broken = False
+    choice = draw(st.sampled_from(["csv", "jsonl", "jsonl", "csv", "bad", "missing"]))
+    if choice == "bad":
+        value["format"], broken = draw(st.sampled_from(["CSV", "parquet", "", "csv.gz", 1, None, ["csv"]])), True
+    elif choice == "missing":
+        broken = True
+    else:
+        value["format"] = choice
+    size = draw(st.sampled_from(["small", "small", "huge", "bad", "missing"]))
+    if size == "small":
+        value["bytes"] = draw(st.integers(1, 5 * 1024**3))
+    elif size == "huge":  # a multipart upload
+        value["bytes"] = draw(st.integers(5 * 1024**3 + 1, DATASET_MAX_BYTES))
+    elif size == "bad":
+        value["bytes"] = draw(st.sampled_from([0, -1, DATASET_MAX_BYTES + 1, "10", 1.5, True, None, 10**30]))
+        broken = True
+    else:
+        broken = True
+    if draw(st.booleans()):
+        if draw(st.integers(0, 2)):
+            value["gzip"] = draw(st.booleans())
+        else:
+            value["gzip"], broken = draw(st.sampled_from(["true", 1, None, "yes"])), True
+    name = draw(st.sampled_from(["none", "good", "good", "bad"]))
+    if name == "good":
+        value["name"] = draw(printable_names | st.sampled_from(HOSTILE_NAMES).filter(str.isprintable))
+    elif name == "bad":
+        value["name"] = draw(st.sampled_from(["", "x" * 129, "a\nb", "\t", "a\x00b", "\u202e", 5, ["x"]]))
+        broken = True
+    if draw(st.integers(0, 5)) == 0:
+        value[draw(st.sampled_from(["s3_key", "Format", "size", "dataset_id", ""]))] = draw(json_scalars)
+        broken = True
+    return Body(value, (part(FIELDS, "invalid_request") if broken else part(FIELDS),))
+
+
+@st.composite
+def complete_bodies(draw: st.DrawFn) -> Body:
+    """The parts of a multipart upload (valid or not: the dataset never exists in the seeded world)."""
+    good_part = st.fixed_dictionaries({"part_number": st.integers(1, 10_000), "etag": st.text(min_size=1, max_size=40)})
+    if draw(st.integers(0, 2)):
+        return Body({"parts": draw(st.lists(good_part, min_size=1, max_size=4))}, (part(FIELDS),))
+    bad = draw(
+        st.sampled_from(
+            [
+                {},
+                {"parts": []},
+                {"parts": [{"part_number": 0, "etag": "x"}]},
+                {"parts": [{"part_number": 10_001, "etag": "x"}]},
+                {"parts": [{"part_number": "1", "etag": "x"}]},
+                {"parts": [{"part_number": 1, "etag": ""}]},
+                {"parts": [{"part_number": 1}]},
+                {"parts": [{"part_number": 1, "etag": "x", "size": 3}]},
+                {"parts": "all"},
+                {"parts": [{"part_number": 1, "etag": "x"}], "upload_id": "u"},
+            ]
+        )
+    )
+    return Body(bad, (part(FIELDS, "invalid_request"),))
+
+
 # ---------------------------------------------------------------- per-route composition
 
 ROUTE_BODIES: dict[str, Callable[[], SearchStrategy[Body]]] = {
@@ -1738,6 +1824,8 @@ ROUTE_BODIES: dict[str, Callable[[], SearchStrategy[Body]]] = {
     "POST /models/{model}/explain": explain_bodies,
     "POST /v2/models/{model}/infer": infer_bodies,
     "POST /v2/models/{model}/versions/{version}/infer": infer_bodies,
+    "POST /datasets": dataset_bodies,
+    "POST /datasets/{dataset_id}/complete": complete_bodies,
 }
 
 
@@ -1751,6 +1839,8 @@ QUERY_STRATEGIES: dict[str, Callable[[], SearchStrategy[Query]]] = {
 
 def _lookup(route: str, params: dict[str, Param], query: Query, body: Body) -> list[Part]:
     """What the registry answers in the seeded world, given valid names."""
+    if "dataset_id" in params:  # the seeded world has no dataset
+        return [part(LOOKUP, "dataset_not_found")]
     model, stage, version = params.get("model"), params.get("stage"), params.get("version")
     if model is None or model.kind != "known":
         gone = model is not None and model.kind == "other" and route != "POST /models/{model}/versions"

@@ -15,6 +15,10 @@ STORY = [
     "train.json",
     "train.json",
     "list_models.json",
+    "create_dataset.json",
+    "list_datasets.json",
+    "get_dataset.json",
+    "complete_dataset.json",
     "describe_model.json",
     "get_version.json",
     "deploy.json",
@@ -40,7 +44,11 @@ STORY = [
     "delete_version.json",
     "<check the story so far>",
     "delete_model.json",
+    "delete_dataset.json",
 ]
+# The dataset id in events/*dataset*.json. The story creates a dataset of its own (create_dataset.json), whose id
+# replaces this one in the events after it.
+EVENT_DATASET_ID = "3d7f0c2a9b8e4f1d6a5c0b9e8d7f6a5b"
 
 
 CHECKS: dict[str, Callable[[], None]] = {}
@@ -70,6 +78,7 @@ def function_for(template: Template, event: dict) -> str:
 
 def run_story(template: Template, invoke: Callable[[str, dict], dict], context: Callable[[], str] = str) -> None:
     """Every event of the story, in order, through `invoke` (in process or in a container): each answers 2xx."""
+    created: dict[str, str] = {}
     for name in STORY:
         if name in CHECKS:
             CHECKS[name]()
@@ -77,10 +86,14 @@ def run_story(template: Template, invoke: Callable[[str, dict], dict], context: 
         if name.startswith("<check"):
             continue
         event = story_event(name)
+        if created:
+            event = json.loads(json.dumps(event).replace(EVENT_DATASET_ID, created["dataset_id"]))
         response = invoke(function_for(template, event), event)
         assert 200 <= response["statusCode"] < 300, (name, response.get("body"), context())
         if response["statusCode"] != 204 and name not in ("docs.json", "front_page.json", "model_card.json"):
             json.loads(response["body"])
+        if name == "create_dataset.json":
+            created["dataset_id"] = json.loads(response["body"])["dataset_id"]
 
 
 def test_the_story_covers_every_event_file():
@@ -101,3 +114,5 @@ def test_every_event_file_succeeds_in_story_order(api, runtime, aws, monkeypatch
     run_story(runtime.template, runtime.invoke)
     assert api.get("/models/iris").status == 404  # delete_model.json erased it
     assert aws.list_objects_v2(Bucket="test-models", Prefix="models/iris/").get("KeyCount") == 0
+    assert api.get("/datasets").json() == {"datasets": []}  # delete_dataset.json erased the story's dataset
+    assert aws.list_objects_v2(Bucket="test-models", Prefix="datasets/").get("KeyCount") == 0

@@ -94,6 +94,11 @@ BASE_EXAMPLES = {
     "GET /v2/models/{model}/versions/{version}/ready": 80,
     "POST /v2/models/{model}/infer": 220,
     "POST /v2/models/{model}/versions/{version}/infer": 140,
+    "POST /datasets": 90,
+    "GET /datasets": 15,
+    "GET /datasets/{dataset_id}": 40,
+    "POST /datasets/{dataset_id}/complete": 50,
+    "DELETE /datasets/{dataset_id}": 30,
     UNROUTED: 100,
 }
 DEFAULT_TOTAL = sum(BASE_EXAMPLES.values())
@@ -203,13 +208,23 @@ ALLOWED: dict[str, set[str]] = {
     "GET /v2/models/{model}/versions/{version}/ready": VERSION | LOOKUPS,
     "POST /v2/models/{model}/infer": CONTENT | VERSION | LOOKUPS | ROWS,
     "POST /v2/models/{model}/versions/{version}/infer": CONTENT | VERSION | LOOKUPS | ROWS,
+    # The seeded world has no dataset: every id is unknown (malformed ones too).
+    "POST /datasets": CONTENT,
+    "GET /datasets": set(),
+    "GET /datasets/{dataset_id}": {"dataset_not_found"},
+    "POST /datasets/{dataset_id}/complete": CONTENT | {"dataset_not_found"},
+    "DELETE /datasets/{dataset_id}": {"dataset_not_found"},
 }
 RETRYABLE = {"storage_unavailable", "write_contention"}
+# Routes outside MUTATING (no Idempotency-Key) whose successes write: creating a dataset.
+WRITING = {"POST /datasets"}
 SUCCESS_STATUS = {
     "DELETE /models/{model}": 202,
     "POST /models/{model}/versions": 201,
     "DELETE /models/{model}/versions/{version}": 204,
     "DELETE /models/{model}/stages/{stage}": 204,
+    "POST /datasets": 201,
+    "DELETE /datasets/{dataset_id}": 204,
 }
 HANG_SECONDS = 60  # a request still running after this is a hang: interrupted and reported
 SLOW_SECONDS = 15  # the slowest request `make test` sends (a cheap training) takes about 1 s
@@ -447,7 +462,7 @@ class Fuzzer:
         self.outcomes[f"{exchange.route} {exchange.status} {exchange.code or ''}".strip()] += 1
         if 400 <= exchange.status < 500:
             assert not changed, self.report(exchange, f"a rejected request changed the bucket: {changed[:10]}")
-        if exchange.route not in MUTATING:
+        if exchange.route not in MUTATING and exchange.route not in WRITING:
             assert not changed, self.report(exchange, f"a request that only reads changed the bucket: {changed[:10]}")
         if expect is not None and exchange.route == intended:
             self.check_expected(exchange, expect)
@@ -709,6 +724,14 @@ def success_shape_problem(route: str, segments: list[str], body: Any) -> str | N
     elif route.endswith("/ready"):
         if body != {"name": name, "ready": True}:
             return "not {name, ready: true}"
+    elif route == "POST /datasets":
+        if not re.fullmatch(r"[0-9a-f]{32}", str(body.get("dataset_id"))) or body.get("status") != "awaiting_upload":
+            return "not a new dataset (32-hex id, awaiting_upload)"
+        if body.get("upload", {}).get("method") not in ("PUT", "multipart"):
+            return "no upload instructions"
+    elif route == "GET /datasets":
+        if body != {"datasets": []}:
+            return "datasets listed in a world without any"
     elif route.endswith("/infer"):
         outputs = body.get("outputs")
         if body.get("model_name") != name or not isinstance(outputs, list) or not outputs:

@@ -312,3 +312,44 @@ def test_template_settings_can_be_overridden_from_the_shell():
         assert status == 413 and body["error"]["code"] == "payload_too_large"
     finally:
         stop_server(running)
+
+
+def test_the_templates_empty_endpoints_never_replace_the_local_one(monkeypatch):
+    """template.yaml declares AWS_ENDPOINT_URL_S3/SQS/LAMBDA empty (for `sam local --env-vars`). An invocation
+    puts the function's template environment into this process; those empty values must not blank the
+    endpoint make run (or a test) set for its embedded S3, or the functions would go to real AWS."""
+    from local.lambda_events import api_event
+    from local.runtime import LocalLambda
+    from local.template import Template
+
+    declared = Template().globals["Environment"]["Variables"]
+    assert declared["AWS_ENDPOINT_URL_S3"] == declared["AWS_ENDPOINT_URL_SQS"] == ""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", "http://127.0.0.1:9")
+    runtime = LocalLambda(substitutions={"MODEL_BUCKET": "b", "ModelBucket": "b"})
+    for name in runtime.template.functions:
+        assert not [k for k in runtime.environment(name) if k.startswith("AWS_ENDPOINT_URL")], name
+    live = runtime.invoke("PredictFunction", api_event("GET", "/v2/health/live", "/v2/health/live", {}))
+    assert live["statusCode"] == 200
+    assert os.environ["AWS_ENDPOINT_URL_S3"] == os.environ["AWS_ENDPOINT_URL_SQS"] == "http://127.0.0.1:9"
+    # make run's shell overrides (local/server.py) still set an endpoint explicitly
+    overridden = LocalLambda(substitutions={"AWS_ENDPOINT_URL_S3": "http://127.0.0.1:8"})
+    assert overridden.environment("TrainFunction")["AWS_ENDPOINT_URL_S3"] == "http://127.0.0.1:8"
+
+
+def test_an_asynchronous_training_is_fitted_by_the_local_worker(server):
+    """`make run` runs the train worker on its embedded queue: queued → ready without AWS."""
+    status, queued = server.call(
+        "POST", "/models/later/versions", {"algorithm": "random_forest", "data": {"dataset": "iris"}, "async": True}
+    )
+    assert status == 202 and queued["status"] == "queued", queued
+    deadline = time.monotonic() + 60
+    seen = set()
+    while time.monotonic() < deadline:
+        status, version = server.call("GET", f"/models/later/versions/{queued['version']}")
+        seen.add(version["status"])
+        if version["status"] in ("ready", "failed"):
+            break
+        time.sleep(0.2)
+    assert version["status"] == "ready", version
+    assert seen <= {"queued", "training", "ready"}

@@ -3,11 +3,11 @@ run the session's `sam build` against a moto S3 server, so the handlers, the lay
 the way Lambda runs them (see ../shared/sam-local/README.md for the local Lambda image and the Docker daemon).
 
 A function container does not share this machine's loopback; it reaches this machine at the docker0 bridge
-address, so the moto server listens there and each function gets `AWS_ENDPOINT_URL_S3` pointing at it.
-SAM CLI hands a function only the environment variables its template declares (`--env-vars` and the shell can
-override those, never add new ones), and template.yaml must not name a local endpoint. So the tests run a copy
-of the *built* template whose Globals also declare `AWS_ENDPOINT_URL_S3` (empty); `--env-vars` fills it in,
-together with a per-test MODEL_BUCKET.
+address, so the moto server listens there. SAM CLI hands a function only the environment variables its template
+declares (`--env-vars` and the shell can override those, never add new ones), so template.yaml's Globals declare
+`AWS_ENDPOINT_URL_S3` / `_SQS` / `_LAMBDA` empty (the real AWS endpoints) and the tests run the *built* template
+as it is, with one `--env-vars` file shaped like events/local-env.json (`{"Parameters": {...}}`, which applies to
+every function): the moto server's real address and a per-test MODEL_BUCKET.
 
 Every sam process runs in a session of its own and is stopped (SIGTERM, which SAM answers by removing its warm
 containers, then SIGKILL); any container still carrying a test's bucket name is removed as well.
@@ -33,7 +33,6 @@ from typing import Any
 
 import boto3
 import pytest
-import yaml
 from botocore.config import Config
 from sam_support import sam_env
 from test_events import run_story
@@ -46,12 +45,13 @@ pytestmark = [pytest.mark.sam, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 TEMPLATE = Template(ROOT / "template.yaml")
-FUNCTIONS = sorted(TEMPLATE.functions)
 # Where ../shared/sam-local/setup.sh starts its private dockerd; an exported DOCKER_HOST wins.
 SETUP_DOCKER_HOST = "unix:///tmp/sam-local/docker.sock"
 LAMBDA_IMAGE = "public.ecr.aws/lambda/python:3.13-x86_64"
 SETUP_HINT = "run ../shared/sam-local/setup.sh and export the DOCKER_HOST it prints"
-SAM_LOCAL_TEMPLATE = "template.sam-local.yaml"
+# The README's `--env-vars` file; each test writes a copy with its own bucket and the moto server's port.
+LOCAL_ENV = EVENTS / "local-env.json"
+ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_LAMBDA")
 # A cold TrainFunction container imports scikit-learn and fits a model; SAM may first build the layer image.
 INVOKE_TIMEOUT = 240
 SERVICE_START_TIMEOUT = 240
@@ -209,24 +209,23 @@ def s3_server(bridge_ip: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 @pytest.fixture(scope="module")
-def sam_local_template(docker_env: dict[str, str], sam_build_dir: Path) -> Path:
-    """The built template plus an (empty) AWS_ENDPOINT_URL_S3 in Globals, so `--env-vars` may set it.
-
-    Written next to the built template: CodeUri and ContentUri are relative to it.
-    """
-    document = load_yaml(sam_build_dir / "template.yaml")
-    variables = document["Globals"]["Function"]["Environment"]["Variables"]
-    variables["AWS_ENDPOINT_URL_S3"] = ""
-    path = sam_build_dir / SAM_LOCAL_TEMPLATE
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
+def built_template(docker_env: dict[str, str], sam_build_dir: Path) -> Path:
+    """The session's built template, used as it is (`sam build` keeps the empty endpoint declarations)."""
+    path = sam_build_dir / "template.yaml"
+    variables = load_yaml(path)["Globals"]["Function"]["Environment"]["Variables"]
+    assert {name: variables.get(name) for name in ENDPOINT_VARIABLES} == dict.fromkeys(ENDPOINT_VARIABLES, "")
     return path
 
 
 def _env_vars_file(directory: Path, bucket: str, endpoint: str) -> Path:
-    """The `--env-vars` file: every function uses the test's bucket on the moto server."""
+    """events/local-env.json with the test's bucket and the moto server's real address for every endpoint it sets."""
+    document = json.loads(LOCAL_ENV.read_text())
+    assert set(document) == {"Parameters"}, f"{LOCAL_ENV.name}: one set of variables for every function"
+    values = document["Parameters"]
+    assert {"MODEL_BUCKET", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS"} <= set(values), LOCAL_ENV.name
+    values.update({name: endpoint for name in values if name.startswith("AWS_ENDPOINT_URL")}, MODEL_BUCKET=bucket)
     path = directory / f"env-vars-{bucket}.json"
-    values = {"MODEL_BUCKET": bucket, "AWS_ENDPOINT_URL_S3": endpoint}
-    path.write_text(json.dumps({name: values for name in FUNCTIONS}, indent=2))
+    path.write_text(json.dumps(document, indent=2))
     return path
 
 
@@ -278,17 +277,17 @@ def _sam_invoke(
 def test_sam_local_invoke_train_and_health(
     sam_bin: Path,
     docker_env: dict[str, str],
-    sam_local_template: Path,
+    built_template: Path,
     bucket_config: tuple[str, Path],
     s3_server: S3Server,
 ) -> None:
     bucket, env_vars = bucket_config
 
-    live = _sam_invoke(sam_bin, docker_env, sam_local_template, env_vars, "PredictFunction", "v2_health_live.json")
+    live = _sam_invoke(sam_bin, docker_env, built_template, env_vars, "PredictFunction", "v2_health_live.json")
     assert live["statusCode"] == 200, live
     assert json.loads(live["body"]) == {"live": True}
 
-    trained = _sam_invoke(sam_bin, docker_env, sam_local_template, env_vars, "TrainFunction", "train.json")
+    trained = _sam_invoke(sam_bin, docker_env, built_template, env_vars, "TrainFunction", "train.json")
     assert trained["statusCode"] == 201, trained
     body = json.loads(trained["body"])
     assert (body["name"], body["version"], body["task"]) == ("iris", 1, "classification")
@@ -300,19 +299,17 @@ def test_sam_local_invoke_train_and_health(
 def test_sam_local_invoke_batch_prediction_with_the_sample_s3_event(
     sam_bin: Path,
     docker_env: dict[str, str],
-    sam_local_template: Path,
+    built_template: Path,
     bucket_config: tuple[str, Path],
     s3_server: S3Server,
     tmp_path: Path,
 ) -> None:
     bucket, env_vars = bucket_config
     assert (
-        _sam_invoke(sam_bin, docker_env, sam_local_template, env_vars, "TrainFunction", "train.json")["statusCode"]
-        == 201
+        _sam_invoke(sam_bin, docker_env, built_template, env_vars, "TrainFunction", "train.json")["statusCode"] == 201
     )
     assert (
-        _sam_invoke(sam_bin, docker_env, sam_local_template, env_vars, "DeployFunction", "deploy.json")["statusCode"]
-        == 200
+        _sam_invoke(sam_bin, docker_env, built_template, env_vars, "DeployFunction", "deploy.json")["statusCode"] == 200
     )
     event = _event("batch_s3_put.json")
     obj = event["Records"][0]["s3"]["object"]
@@ -322,7 +319,7 @@ def test_sam_local_invoke_batch_prediction_with_the_sample_s3_event(
     obj.update(eTag=etag.strip('"'), size=len(body))
     path = tmp_path / "batch_s3_put.json"
     path.write_text(json.dumps(event))
-    result = _sam_invoke(sam_bin, docker_env, sam_local_template, env_vars, "BatchPredictFunction", path)
+    result = _sam_invoke(sam_bin, docker_env, built_template, env_vars, "BatchPredictFunction", path)
     (manifest,) = result["results"]
     assert manifest["status"] == "succeeded" and manifest["rows"]["predicted"] == 2, manifest
     output_key = manifest["outputs"]["predictions"]
@@ -361,13 +358,13 @@ def _sam_service_command(sam_bin: Path, service: str, template: Path, env_vars: 
 def test_sam_local_start_lambda_runs_the_event_story(
     sam_bin: Path,
     docker_env: dict[str, str],
-    sam_local_template: Path,
+    built_template: Path,
     bucket_config: tuple[str, Path],
     tmp_path: Path,
 ) -> None:
     _, env_vars = bucket_config
     port = _free_port("127.0.0.1")
-    command = _sam_service_command(sam_bin, "start-lambda", sam_local_template, env_vars, port)
+    command = _sam_service_command(sam_bin, "start-lambda", built_template, env_vars, port)
     lambda_client = boto3.client(
         "lambda",
         endpoint_url=f"http://127.0.0.1:{port}",
@@ -409,13 +406,13 @@ def _http(method: str, url: str, body: Any = None) -> tuple[int, Any]:
 def test_sam_local_start_api_trains_deploys_and_predicts(
     sam_bin: Path,
     docker_env: dict[str, str],
-    sam_local_template: Path,
+    built_template: Path,
     bucket_config: tuple[str, Path],
     tmp_path: Path,
 ) -> None:
     _, env_vars = bucket_config
     port = _free_port("127.0.0.1")
-    command = _sam_service_command(sam_bin, "start-api", sam_local_template, env_vars, port)
+    command = _sam_service_command(sam_bin, "start-api", built_template, env_vars, port)
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "start-api.log"
     with _running(command, docker_env, log, "127.0.0.1", port):

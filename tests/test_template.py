@@ -114,6 +114,7 @@ def test_template_is_a_sam_template(template: dict) -> None:
 # The slim predict function serves ONNX exports; everything that needs scikit-learn has ModelLayer.
 LAYERS = {
     "TrainFunction": "ModelLayer",
+    "TrainWorkerFunction": "ModelLayer",
     "DeployFunction": "ModelLayer",
     "PredictFunction": "PredictLayer",
     "PredictFallbackFunction": "ModelLayer",
@@ -140,7 +141,9 @@ def test_every_function_runs_python313_on_x86_with_its_one_layer(template: dict)
 def test_predict_hands_versions_without_onnx_to_its_fallback_and_may_invoke_only_it(template: dict) -> None:
     predict = _functions(template)["PredictFunction"]
     fallback = _functions(template)["PredictFallbackFunction"]["Properties"]
-    assert predict["Properties"]["Environment"]["Variables"]["PREDICT_FALLBACK_FUNCTION"] == {"Ref": "PredictFallbackFunction"}
+    assert predict["Properties"]["Environment"]["Variables"]["PREDICT_FALLBACK_FUNCTION"] == {
+        "Ref": "PredictFallbackFunction"
+    }
     assert (fallback["CodeUri"], fallback["Handler"]) == (predict["Properties"]["CodeUri"], "app.handler")
     # its only API event is explain, which needs the scikit-learn pipeline itself
     assert {e["Properties"]["Path"] for e in fallback["Events"].values()} == {"/models/{model}/explain"}
@@ -165,6 +168,22 @@ def test_shared_environment(template: dict) -> None:
     assert str(parameters["MaxPredictRows"]["Default"]) == "10000"
     assert parameters["LogLevel"]["Default"] == "INFO"
     assert str(parameters["MinGroupSize"]["Default"]) == "5" and str(parameters["MinGroupSize"]["MinValue"]) == "1"
+
+
+def test_endpoint_variables_are_declared_empty_for_sam_local(template: dict) -> None:
+    """SAM CLI passes a function only the variables its template declares, so `sam local --env-vars
+    events/local-env.json` can point the functions at a local S3/SQS/Lambda only if these exist; empty, they
+    mean the real AWS endpoints (tests/test_storage_endpoints.py), and no function may name an endpoint."""
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_LAMBDA"):
+        assert variables.get(name) == "", f"Globals must declare {name} empty"
+    for name, function in _functions(template).items():
+        own = function["Properties"].get("Environment", {}).get("Variables", {})
+        named = sorted(k for k, v in {**variables, **own}.items() if k.startswith("AWS_ENDPOINT_URL") and v != "")
+        assert not named, f"{name} sets {named}: endpoints belong in --env-vars, not the template"
+    sample = json.loads((EVENTS / "local-env.json").read_text())
+    assert set(sample) == {"Parameters"}, "one set of variables for every function"
+    assert set(sample["Parameters"]) <= set(variables), "SAM ignores variables the template does not declare"
 
 
 def test_memory_and_timeouts(template: dict) -> None:
@@ -295,6 +314,11 @@ def test_every_api_event_uses_the_shared_api_with_the_expected_routes(template: 
         ("PUT", "/models/{model}/stages/{stage}"): "DeployFunction",
         ("POST", "/models/{model}/stages/{stage}/rollback"): "DeployFunction",
         ("DELETE", "/models/{model}/stages/{stage}"): "DeployFunction",
+        ("POST", "/datasets"): "DeployFunction",
+        ("GET", "/datasets"): "DeployFunction",
+        ("GET", "/datasets/{dataset_id}"): "DeployFunction",
+        ("POST", "/datasets/{dataset_id}/complete"): "DeployFunction",
+        ("DELETE", "/datasets/{dataset_id}"): "DeployFunction",
         ("POST", "/models/{model}/predict"): "PredictFunction",
         ("POST", "/models/{model}/explain"): "PredictFallbackFunction",
         ("GET", "/openapi.json"): "PredictFunction",
@@ -329,6 +353,29 @@ def test_batch_triggers(template: dict) -> None:
     assert queue["VisibilityTimeout"] >= worker_timeout
     writes = _grants(template, "BatchPredictFunction").get("s3:PutObject", set())
     assert writes and not any(arn.startswith("batch/input") for arn in writes)
+
+
+def test_queued_trainings_have_a_worker_a_dead_letter_queue_and_a_visibility_timeout_over_its_timeout(
+    template: dict,
+) -> None:
+    """A message is never handed to a second worker while the first may still be fitting it; a job that kept
+    failing ends in the dead-letter queue after the worker has had a delivery to mark it failed."""
+    functions = _functions(template)
+    worker = functions["TrainWorkerFunction"]["Properties"]
+    assert worker["Timeout"] == 900 and worker["MemorySize"] >= 3008
+    (event,) = worker["Events"].values()
+    assert event["Type"] == "SQS" and event["Properties"]["Queue"] == {"Fn::GetAtt": ["TrainQueue", "Arn"]}
+    assert event["Properties"]["BatchSize"] == 1
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    queue = template["Resources"]["TrainQueue"]["Properties"]
+    assert queue["VisibilityTimeout"] >= 6 * worker["Timeout"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["TrainDeadLetterQueue", "Arn"]}
+    from mlservice.registry import MAX_JOB_ATTEMPTS
+
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == MAX_JOB_ATTEMPTS + 1
+    for name in ("TrainFunction", "TrainWorkerFunction"):
+        variables = functions[name]["Properties"]["Environment"]["Variables"]
+        assert variables["TRAIN_QUEUE_URL"] == {"Ref": "TrainQueue"}, name
 
 
 def test_the_sample_s3_event_lands_under_the_trigger_prefix() -> None:
@@ -451,8 +498,12 @@ def test_no_statement_grants_all_of_s3_or_every_resource(template: dict) -> None
                     ("BatchPredictFunction", {"Fn::GetAtt": ["BatchFallbackFunction", "Arn"]}),
                 ], (name, statement["Resource"])
                 continue
-            if actions == ["sqs:SendMessage"]:  # the batch coordinator queues ranges on its own queue only
-                assert (name, statement["Resource"]) == ("BatchPredictFunction", {"Fn::GetAtt": ["BatchQueue", "Arn"]})
+            if actions == ["sqs:SendMessage"]:  # each queue's senders: batch ranges; trainings and search fits
+                assert (name, statement["Resource"]) in [
+                    ("BatchPredictFunction", {"Fn::GetAtt": ["BatchQueue", "Arn"]}),
+                    ("TrainFunction", {"Fn::GetAtt": ["TrainQueue", "Arn"]}),
+                    ("TrainWorkerFunction", {"Fn::GetAtt": ["TrainQueue", "Arn"]}),
+                ], (name, statement["Resource"])
                 continue
             if all(action.startswith("kms:") for action in actions):  # SSE-KMS: the bucket's key, through S3
                 assert set(actions) <= {"kms:Decrypt", "kms:GenerateDataKey"}, f"{name}: {actions}"
@@ -489,17 +540,35 @@ def test_least_privilege_per_function(template: dict) -> None:
     }
     assert _grants(template, "TrainFunction") == {
         "s3:GetObject": {"/models/*", "/datasets/*", "/idempotency/*"},
-        "s3:PutObject": {"/models/*/versions/*", "/models/*/registry.json", "/idempotency/*"},
+        "s3:PutObject": {"/models/*/versions/*", "/models/*/registry.json", "/models/*/jobs/*", "/idempotency/*"},
         "s3:DeleteObject": {"/idempotency/*"},
         "s3:ListBucket": {""},
         # without ListBucket on a prefix S3 answers a missing key with 403 instead of 404
         "s3:prefix": {"models/*", "datasets/*", "idempotency/*"},
     }
-    # DELETE /models/{model} erases every object version written for a model (mlservice.keys.erasure_prefixes).
-    erasable = {"/models/*", "/batch/input/*", "/batch/output/*", "/batch/errors/*", "/batch/state/*", "/idempotency/*"}
+    # The train worker writes versions, the registry and a search's scores; it reads models and datasets.
+    assert _grants(template, "TrainWorkerFunction") == {
+        "s3:GetObject": {"/models/*", "/datasets/*"},
+        "s3:PutObject": {"/models/*/versions/*", "/models/*/registry.json", "/models/*/jobs/*"},
+        "s3:ListBucket": {""},
+        "s3:prefix": {"models/*", "datasets/*"},
+    }
+    # DELETE /models/{model} erases every object version written for a model (mlservice.keys.erasure_prefixes),
+    # DELETE /datasets/{id} every one of a dataset. The datasets' PutObject also covers the presigned uploads (a
+    # presigned request has its signer's permissions) and the multipart uploads the function starts.
+    erasable = {
+        "/models/*",
+        "/batch/input/*",
+        "/batch/output/*",
+        "/batch/errors/*",
+        "/batch/state/*",
+        "/idempotency/*",
+        "/datasets/*",
+    }
     assert _grants(template, "DeployFunction") == {
-        "s3:GetObject": {"/models/*", "/idempotency/*", "/batch/state/*"},
-        "s3:PutObject": {"/models/*/registry.json", "/idempotency/*"},
+        "s3:GetObject": {"/models/*", "/idempotency/*", "/batch/state/*", "/datasets/*"},
+        "s3:PutObject": {"/models/*/registry.json", "/idempotency/*", "/datasets/*"},
+        "s3:AbortMultipartUpload": {"/datasets/*"},
         "s3:DeleteObject": erasable,
         "s3:DeleteObjectVersion": erasable,
         "s3:ListBucket": {""},

@@ -61,6 +61,8 @@ ALLOWED_MANAGED_POLICIES = {
 }
 # Everything DELETE /models/{model} erases (mlservice.keys.erasure_prefixes), as IAM key patterns.
 ERASURE_PREFIXES = {"models/*", "idempotency/*", "batch/input/*", "batch/output/*", "batch/errors/*", "batch/state/*"}
+# ... and what DELETE /datasets/{id} erases (mlservice.keys.dataset_prefix).
+DATASET_PREFIXES = {"datasets/*"}
 # The access log's fields may only be these $context variables: who, what, when, outcome. Nothing that can
 # carry a body, a header, a query string or the API key itself.
 ACCESS_LOG_VARIABLES = {
@@ -372,8 +374,14 @@ def test_every_api_function_is_management_or_prediction(sam_template: dict) -> N
         ("GET", "/models"),
         ("GET", "/models/{model}"),
         ("GET", "/models/{model}/versions/{version}"),
+        ("POST", "/datasets"),
+        ("GET", "/datasets"),
+        ("GET", "/datasets/{dataset_id}"),
+        ("POST", "/datasets/{dataset_id}/complete"),
+        ("DELETE", "/datasets/{dataset_id}"),
     } <= management
     assert _routes(sam_template)[("DELETE", "/models/{model}")] == "DeployFunction"
+    assert _routes(sam_template)[("DELETE", "/datasets/{dataset_id}")] == "DeployFunction"
 
 
 @pytest.mark.sam
@@ -476,13 +484,13 @@ def test_only_deploy_function_may_delete_object_versions(deployed: dict) -> None
     statements = _role_statements(resources, "DeployFunctionRole")
     (erase,) = [s for s in statements if "s3:DeleteObjectVersion" in _as_list(s["Action"])]
     assert set(_as_list(erase["Action"])) == {"s3:DeleteObject", "s3:DeleteObjectVersion"}
-    assert {_object_pattern(r) for r in _as_list(erase["Resource"])} == ERASURE_PREFIXES
+    assert {_object_pattern(r) for r in _as_list(erase["Resource"])} == ERASURE_PREFIXES | DATASET_PREFIXES
     (listing,) = [s for s in statements if "s3:ListBucketVersions" in _as_list(s["Action"])]
     assert set(_as_list(listing["Action"])) == {"s3:ListBucket", "s3:ListBucketVersions"}
     assert _object_pattern(listing["Resource"]) == ""
-    assert set(listing["Condition"]["StringLike"]["s3:prefix"]) == ERASURE_PREFIXES
+    assert set(listing["Condition"]["StringLike"]["s3:prefix"]) == ERASURE_PREFIXES | DATASET_PREFIXES
     reads = {_object_pattern(r) for s in statements if s["Action"] == "s3:GetObject" for r in _as_list(s["Resource"])}
-    assert reads == {"models/*", "idempotency/*", "batch/state/*"}
+    assert reads == {"models/*", "idempotency/*", "batch/state/*", "datasets/*"}
 
     # ... and the bucket refuses it to everyone else, administrators included.
     (policy,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::S3::BucketPolicy"]

@@ -14,8 +14,8 @@ continues where the other stopped):
    racing writer added is erased too.
 
 Writers that may still be running hold the erasure at step 2: a training that reserved a version number less
-than WRITER_LIFETIME_SECONDS ago can still write its artifact, and a batch job with a live lease can still
-write its output. Then the answer is 202 with `status: erasing` and Retry-After: what could be erased is
+than WRITER_LIFETIME_SECONDS ago can still write its artifact, an asynchronous training being fitted (started
+less than WORKER_LIFETIME_SECONDS ago) too, and a batch job with a live lease can still write its output. Then the answer is 202 with `status: erasing` and Retry-After: what could be erased is
 gone, the model is already invisible, and repeating the request finishes the job once they are done (they
 cannot publish: the registry refuses them).
 """
@@ -34,6 +34,8 @@ from mlservice.errors import conflict, not_found
 # TrainFunction's Timeout (60 s in template.yaml) plus a margin: a reservation older than this has no live
 # writer left (tests/test_erasure.py checks the template against it).
 WRITER_LIFETIME_SECONDS = 90
+# TrainWorkerFunction's timeout plus a margin: how long an asynchronous training may still write after it started.
+WORKER_LIFETIME_SECONDS = 960
 # Passes of step 3: a writer racing the end of an erasure is erased by the next pass.
 FINAL_PASSES = 3
 
@@ -57,7 +59,7 @@ def _mark(model: str, undeploy: bool, actor: Actor) -> tuple[dict | None, list[s
             )
         # Only what the erasure itself needs: the numbers (never reused while it runs) and the reservations of
         # trainings that may still be writing.
-        pending = {n: e for n, e in document["versions"].items() if e["state"] == registry.PENDING}
+        pending = {n: e for n, e in document["versions"].items() if e["state"] in (registry.PENDING, registry.TRAINING)}
         marked = {
             "model": model,
             "next_version": document["next_version"],
@@ -77,9 +79,14 @@ def _busy(model: str, document: dict | None) -> tuple[int, int, float]:
     for entry in (document or {}).get("versions", {}).values():
         if entry["state"] == registry.PENDING:
             left = WRITER_LIFETIME_SECONDS - _seconds_since(entry["claimed_at"])
-            if left > 0:
-                trainings += 1
-                waits.append(left)
+        elif entry["state"] == registry.TRAINING:  # an asynchronous training's worker may write until its timeout
+            started = (entry.get("job") or {}).get("started_at") or entry["claimed_at"]
+            left = WORKER_LIFETIME_SECONDS - _seconds_since(started)
+        else:
+            continue
+        if left > 0:
+            trainings += 1
+            waits.append(left)
     jobs = 0
     now = time.time()
     for item in storage.list_keys(keys.erasure_prefixes(model)["batch_state"]):

@@ -36,6 +36,7 @@ CODES: dict[str, Code] = {
     "invalid_random_state": Code(400, "training: random_state outside its range"),
     "invalid_cv": Code(400, "training: cv outside its range or above the training rows"),
     "invalid_description": Code(400, "training: a description longer than allowed"),
+    "invalid_search": Code(400, "training: a search that is malformed, over its limits, or has no train queue"),
     "invalid_value": Code(400, "a feature value that does not fit its feature (row and feature named)"),
     "training_failed": Code(400, "scikit-learn could not fit the algorithm to this data"),
     "training_too_expensive": Code(400, "the estimated training time exceeds the budget (the knob to turn is named)"),
@@ -51,22 +52,27 @@ CODES: dict[str, Code] = {
     "unreadable_gzip": Code(400, "batch: a .gz file that is not gzip"),
     "missing_header": Code(400, "batch: a CSV file without a header row"),
     "invalid_header": Code(400, "batch: a CSV header repeating a column"),
+    # datasets
+    "invalid_upload": Code(400, "datasets: completing a multipart upload with parts S3 does not have"),
     # 404
     "model_not_found": Code(404, "no model of that name"),
     "version_not_found": Code(404, "the model has no such version (or it was deleted)"),
     "stage_not_found": Code(404, "the model has no such stage"),
     "stage_not_deployed": Code(404, "the stage serves no version"),
-    "dataset_not_found": Code(404, "no training data at that S3 key"),
+    "dataset_not_found": Code(404, "no training data at that S3 key, or no dataset of that id"),
     "route_not_found": Code(404, "no such route (make run only: deployed, API Gateway answers)"),
     # 409
     "version_in_use": Code(409, "deleting a version a stage serves"),
+    "version_training": Code(409, "deleting a version whose asynchronous training is queued or running"),
     "no_previous_version": Code(409, "rolling back a stage with no earlier version"),
     "idempotency_key_in_progress": Code(409, "a request with this Idempotency-Key is still running; retry later"),
     "model_in_use": Code(409, "erasing a model a stage still serves (add ?undeploy=true)"),
     "model_being_erased": Code(409, "training or deploying a model while it is being erased"),
+    "dataset_not_uploaded": Code(409, "training on a dataset whose file has not been uploaded yet"),
     "incompatible_runtime": Code(409, "deploying a version trained with other scikit-learn/numpy/joblib versions"),
     # 413
     "payload_too_large": Code(413, "body, rows, columns or cells over their limits"),
+    "dataset_too_large": Code(413, "training data whose estimated memory exceeds the training function's"),
     # 422
     "idempotency_key_reused": Code(422, "an Idempotency-Key already used for a different request"),
     # 500

@@ -8,7 +8,10 @@ Every key the service reads or writes is built here, and only from validated nam
     models/{model}/versions/{NNNNNNNNNN}/model.joblib   a version's artifact (the scikit-learn pipeline)
     models/{model}/versions/{NNNNNNNNNN}/model.onnx     its ONNX export, when it converted with parity
     models/{model}/versions/{NNNNNNNNNN}/metadata.json  a version's full metadata
-    datasets/...                                        training data uploaded by users
+    datasets/{id}/dataset.json                          a dataset created by POST /datasets: name, format, upload
+    datasets/{id}/data.csv[.gz] | data.jsonl[.gz]       its file, uploaded by the client through presigned URLs
+    datasets/{id}/profile.json                          its profile (schema, digests), keyed to the file's ETag
+    datasets/...                                        other training data uploaded by users
     batch/input/{model}[@stage|@vN]/...                 batch prediction inputs (trigger)
     batch/output/{model}/...                            batch prediction outputs and manifests
     batch/errors/{model}/...                            rejected rows
@@ -88,6 +91,32 @@ def metadata_key(model: str, version: int) -> str:
     return version_prefix(model, version) + "metadata.json"
 
 
+def _job_name(token: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+def job_request_key(model: str, token: str) -> str:
+    """The stored request of an asynchronous training, named by a digest of its token (known before the
+    version number is), under the model's prefix so an erasure removes it."""
+    return f"{MODELS}{model}/jobs/{_job_name(token)}.json"
+
+
+def job_scores_prefix(model: str, token: str) -> str:
+    """Where a search's candidate × fold scores are collected, one object each."""
+    return f"{MODELS}{model}/jobs/{_job_name(token)}/scores/"
+
+
+def job_score_key(model: str, token: str, candidate: int, fold: int) -> str:
+    return f"{job_scores_prefix(model, token)}{candidate:03d}-{fold:02d}.json"
+
+
+def job_refit_key(model: str, token: str) -> str:
+    """The claim of the one worker refitting a search's best candidate."""
+    return f"{MODELS}{model}/jobs/{_job_name(token)}/refit.json"
+
+
 def model_from_prefix(prefix: str) -> str | None:
     """`models/iris/` → iris; None for a folder whose name is not a valid model name."""
     name = prefix[len(MODELS) :].rstrip("/")
@@ -105,6 +134,47 @@ def dataset_key(value: object) -> str:
     if not value.lower().endswith((".csv", ".jsonl", ".csv.gz", ".jsonl.gz")):
         raise bad_request("data.s3_key must name a .csv or .jsonl file (optionally .gz)", code="invalid_data")
     return value
+
+
+# ---------------------------------------------------------------- datasets (POST /datasets)
+
+DATASET_ID_PATTERN = r"^[0-9a-f]{32}$"
+_DATASET_ID = re.compile(DATASET_ID_PATTERN)
+DATASET_FORMATS = ("csv", "jsonl")
+
+
+def validate_dataset_id(value: object) -> str:
+    """A dataset id is 32 lowercase hex digits; anything else names no dataset (404 `dataset_not_found`)."""
+    if not isinstance(value, str) or not _DATASET_ID.fullmatch(value):
+        shown = repr(value)[:80] if isinstance(value, str) else type(value).__name__
+        raise ServiceError("dataset_not_found", f"no dataset with id {shown}: ids are 32 lowercase hex digits")
+    return value
+
+
+def dataset_prefix(dataset_id: str) -> str:
+    """Everything of one dataset lies under this prefix (which is what DELETE /datasets/{id} erases)."""
+    return f"{DATASETS}{validate_dataset_id(dataset_id)}/"
+
+
+def dataset_record_key(dataset_id: str) -> str:
+    return dataset_prefix(dataset_id) + "dataset.json"
+
+
+def dataset_object_key(dataset_id: str, data_format: str, gzipped: bool) -> str:
+    """The dataset's file: `data.csv`, `data.jsonl`, with `.gz` when gzipped (what the training loader reads)."""
+    if data_format not in DATASET_FORMATS:
+        raise ValueError(f"{data_format!r} is not a dataset format")
+    return f"{dataset_prefix(dataset_id)}data.{data_format}{'.gz' if gzipped else ''}"
+
+
+def dataset_profile_key(dataset_id: str) -> str:
+    return dataset_prefix(dataset_id) + "profile.json"
+
+
+def dataset_id_from_key(key: str) -> str | None:
+    """`datasets/{id}/...` → id; None for any other key under datasets/."""
+    folder, _, rest = key[len(DATASETS) :].partition("/") if key.startswith(DATASETS) else ("", "", "")
+    return folder if rest and _DATASET_ID.fullmatch(folder) else None
 
 
 # ---------------------------------------------------------------- batch prediction

@@ -15,6 +15,8 @@ reply was lost is never applied twice):
      "applied": {"<token>": {"result": ..., "at": "..."}},
      "erasing": {"at": "...", "by": {...}}}            <- only while DELETE /models/{model} runs
 
+An asynchronous training's version is `queued`, then `training` (with its progress), then `ready` or `failed`
+(with the error); those are visible (GET .../versions/{v} shows them) but never deployable.
 A version is `pending` while its artifact is being written (its number is reserved, it is visible nowhere),
 `ready` once the artifact and metadata are complete in S3 and their digest is recorded here, and `deleted`
 after a delete (a tombstone: numbers are never handed out twice). Every change records who made it
@@ -40,6 +42,11 @@ from mlservice.errors import IntegrityError, ServiceError, conflict, not_found
 
 HISTORY_LIMIT = 1000
 PENDING, READY, DELETED = "pending", "ready", "deleted"
+# Asynchronous trainings (mlservice.training.jobs): visible from the moment they are queued, never deployable.
+QUEUED, TRAINING, FAILED = "queued", "training", "failed"
+IN_PROGRESS = (QUEUED, TRAINING)
+# A job taken this many times without finishing (its worker ran out of time or memory each time) has failed.
+MAX_JOB_ATTEMPTS = 3
 SUMMARY_FIELDS = ("algorithm", "task", "metrics", "description")
 
 
@@ -134,14 +141,57 @@ def _reserve(model: str, token: str) -> int:
         _refuse_if_erasing(document, model)
         document = document or _empty(model)
         for number, entry in document["versions"].items():
-            if entry.get("token") == token and entry["state"] == PENDING:
-                return Change(None, int(number))  # a retried training resumes its own reservation
+            if entry.get("token") == token and entry["state"] in (PENDING, *IN_PROGRESS):
+                return Change(None, int(number))  # a retried training (or its job's worker) resumes its number
         number = document["next_version"]
         document["next_version"] = number + 1
         document["versions"][str(number)] = {"state": PENDING, "token": token, "claimed_at": now_iso()}
         return Change(document, number)
 
     return _update(model, change, None)
+
+
+def reserve_job(model: str, token: str, actor: Actor) -> tuple[int, str]:
+    """The version of the asynchronous training with this token, reserved `queued` by whichever comes first —
+    the request or the worker that received its message — and (number, state) as it stands. Idempotent by
+    token: every later call finds the same number."""
+
+    def change(document: dict | None) -> Change:
+        _refuse_if_erasing(document, model)
+        document = document or _empty(model)
+        for number, entry in document["versions"].items():
+            if entry.get("token") == token and entry["state"] != PENDING:
+                return Change(None, (int(number), entry["state"]))
+        number = document["next_version"]
+        document["next_version"] = number + 1
+        document["versions"][str(number)] = {
+            "state": QUEUED,
+            "token": token,
+            "claimed_at": now_iso(),
+            "created_by": actor.record(),
+            "job": {"attempts": 0},
+        }
+        return Change(document, (number, QUEUED))
+
+    number, state = _update(model, change, None)
+    return int(number), state
+
+
+def change_job(model: str, version: int, token: str, apply: Callable[[dict], str | None]) -> str | None:
+    """Change an asynchronous training's entry in place with `apply(entry)`, while it is queued or training
+    and still this token's; returns what `apply` returns, or None when the job is over (ready, failed, deleted,
+    erased), which a worker takes as "nothing left to do"."""
+
+    def change(document: dict | None) -> Change:
+        entry = (document or {}).get("versions", {}).get(str(version))
+        if document is None or document.get("erasing") or not entry or entry.get("token") != token:
+            return Change(None, None)
+        if entry["state"] not in IN_PROGRESS:
+            return Change(None, None)
+        result = apply(entry)
+        return Change(document, result)
+
+    return _update(model, change, new_token())  # a lost reply is recognised, never applied twice
 
 
 def publish_version(
@@ -174,6 +224,7 @@ def publish_version(
         "name": model,
         "version": version,
         "artifact": {"key": artifact_key, "sha256": digest, "bytes": len(artifact), "format": artifact_format},
+        "status": READY,
         "created_at": now_iso(),
         "created_by": actor.record(),
     }
@@ -199,7 +250,7 @@ def publish_version(
         if entry.get("token") == token and entry.get("state") == READY:
             return Change(None, version)  # this write landed already (its reply was lost)
         _refuse_if_erasing(document, model)
-        if entry.get("token") != token or entry.get("state") != PENDING:
+        if entry.get("token") != token or entry.get("state") not in (PENDING, *IN_PROGRESS):
             raise RuntimeError(f"version {version} of {model!r} is no longer this training's reservation")
         document["versions"][str(version)] = {
             "state": READY,
@@ -218,10 +269,33 @@ def publish_version(
     return complete
 
 
+def job_status(model: str, number: int, entry: dict) -> dict:
+    """What GET .../versions/{v} shows of an asynchronous training that is not ready: its state, progress
+    (step k of n, seconds elapsed) and, once failed, the error."""
+    job = entry.get("job") or {}
+    shown = {
+        "name": model,
+        "version": number,
+        "status": entry["state"],
+        "created_at": entry.get("claimed_at"),
+        "created_by": entry.get("created_by"),
+        "attempts": job.get("attempts", 0),
+    }
+    for name in ("started_at", "progress", "error", "finished_at"):
+        if job.get(name) is not None:
+            shown[name] = job[name]
+    return shown
+
+
 def get_version(model: str, version: int) -> dict:
-    """The metadata of one ready version; 404 `version_not_found` when it does not exist (or was deleted)."""
+    """The metadata of one ready version, or the status of an asynchronous training (queued, training,
+    failed); 404 `version_not_found` when it does not exist (or was deleted)."""
     keys.validate_version(version)
-    ready_entry(load(model), model, version)
+    document = load(model)
+    entry = document["versions"].get(str(version))
+    if entry is not None and entry["state"] in (*IN_PROGRESS, FAILED):
+        return job_status(model, version, entry)
+    ready_entry(document, model, version)
     found = storage.get_json(keys.metadata_key(model, version))
     if found is None:
         ready_entry(load(model), model, version)  # deleted since the registry was read: that is a 404
@@ -256,7 +330,14 @@ def delete_version(model: str, version: int, token: str | None = None, actor: Ac
     def change(document: dict | None) -> Change:
         if document is None or not _visible(document):
             raise _model_missing(model)
-        ready_entry(document, model, version)
+        state = document["versions"].get(str(version), {}).get("state")
+        if state in IN_PROGRESS:
+            raise conflict(
+                "version_training",
+                f"version {version} of model {model!r} is {state}; delete it once it is ready or failed",
+            )
+        if state != FAILED:
+            ready_entry(document, model, version)
         in_use = sorted(stage for stage, entry in document["stages"].items() if entry.get("version") == version)
         if in_use:
             raise conflict(
@@ -403,6 +484,11 @@ def describe(document: dict) -> dict:
         "versions": versions,
         "stages": {name: e["version"] for name, e in sorted(stages.items()) if e.get("version") is not None},
         "stage_history": {name: e["history"] for name, e in sorted(stages.items())},
+        "jobs": [
+            job_status(document["model"], int(n), e)
+            for n, e in sorted(document["versions"].items(), key=lambda item: int(item[0]))
+            if e["state"] in (*IN_PROGRESS, FAILED)
+        ],
     }
 
 

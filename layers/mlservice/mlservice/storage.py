@@ -36,7 +36,12 @@ T = TypeVar("T")
 _lock = threading.Lock()
 _clients: dict[tuple[str, str], tuple[tuple, Any]] = {}
 # botocore settings per kind of call (see _client_for): (attempts or None for botocore's default, connect, read).
-_PROFILES: dict[str, tuple[int | None, int, int]] = {"default": (None, 3, 8), "quick": (2, 1, 2), "invoke": (2, 3, 28)}
+_PROFILES: dict[str, tuple[int | None, int, int]] = {
+    "default": (None, 3, 8),
+    "quick": (2, 1, 2),
+    "invoke": (2, 3, 28),
+    "presign": (None, 3, 8),
+}
 
 
 def _client_for(service: str, profile: str = "default") -> Any:
@@ -66,8 +71,24 @@ def _client_for(service: str, profile: str = "default") -> Any:
             attempts, connect, read = _PROFILES[profile]
             retries = {"mode": "standard", **({"max_attempts": attempts} if attempts else {})}
             config = Config(retries=retries, max_pool_connections=32, connect_timeout=connect, read_timeout=read)
-            cached = _clients[key[:2]] = (key, boto3.session.Session().client(service, config=config))
+            extra: dict[str, Any] = {}
+            if profile == "presign":
+                config, extra = _presigning(config, endpoint=key[2], region=key[3])
+            cached = _clients[key[:2]] = (key, boto3.session.Session().client(service, config=config, **extra))
         return cached[1]
+
+
+def _presigning(config: Any, endpoint: str | None, region: str | None) -> tuple[Any, dict[str, Any]]:
+    """The presigning client's settings: SigV4 (botocore presigns S3 URLs with SigV2 unless told, which SSE-KMS
+    objects refuse) and, on AWS, the bucket's regional endpoint: a URL for the global one is redirected for a
+    new bucket outside us-east-1, and a presigned request cannot follow the redirect."""
+    from botocore.config import Config
+
+    if endpoint or not region:  # another S3 (make run, tests): its own address, path-style
+        return config.merge(Config(signature_version="s3v4")), {}
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    virtual = Config(signature_version="s3v4", s3={"addressing_style": "virtual"})
+    return config.merge(virtual), {"endpoint_url": f"https://s3.{region}.{suffix}"}
 
 
 def client(quick: bool = False) -> Any:
@@ -302,12 +323,14 @@ class ChunkReader(io.RawIOBase):
     """An S3 object as a read-only file, downloaded as it is read. A transient failure in the middle of the
     download is StorageUnavailable, like the failure of any other storage call."""
 
-    def __init__(self, key: str) -> None:
-        """Raises KeyError when the object does not exist; `size` is its length in bytes."""
+    def __init__(self, key: str, if_match: str | None = None) -> None:
+        """Raises KeyError when the object does not exist (ObjectChanged, with `if_match`, when it is no longer
+        that version); `size` is its length in bytes, `etag` its ETag."""
         super().__init__()
-        response = open_stream(key)
+        response = open_stream(key, if_match=if_match)
         self._body = response["Body"]
         self.size = int(response["ContentLength"])
+        self.etag = str(response.get("ETag", "")).strip('"')
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -512,3 +535,58 @@ def send_messages(queue_url: str, bodies: list[str]) -> None:
         response = sqs_client().send_message_batch(QueueUrl=queue_url, Entries=entries)
         if response.get("Failed"):
             raise RuntimeError(f"SQS refused {len(response['Failed'])} message(s): {response['Failed'][0]}")
+
+
+# ---------------------------------------------------------------- uploads by clients (datasets)
+
+
+def presigned_put(key: str, expires: int) -> str:
+    """A URL through which a client PUTs one object at `key` (with this function's permissions) until it
+    expires. Signing is local: no request is made."""
+    return _client_for("s3", "presign").generate_presigned_url(
+        "put_object", Params={"Bucket": _bucket(), "Key": key}, ExpiresIn=expires
+    )
+
+
+def presigned_part(key: str, upload_id: str, part_number: int, expires: int) -> str:
+    """A URL through which a client PUTs one part of a multipart upload."""
+    params = {"Bucket": _bucket(), "Key": key, "UploadId": upload_id, "PartNumber": part_number}
+    return _client_for("s3", "presign").generate_presigned_url("upload_part", Params=params, ExpiresIn=expires)
+
+
+@_storage_call("create_multipart_upload")
+def create_multipart(key: str, content_type: str = "application/octet-stream") -> str:
+    """Start a multipart upload at `key`; returns its upload id."""
+    return client().create_multipart_upload(Bucket=_bucket(), Key=key, ContentType=content_type)["UploadId"]
+
+
+@_storage_call("complete_multipart_upload")
+def complete_multipart(key: str, upload_id: str, parts: list[dict]) -> str:
+    """Assemble an upload from its parts ({"PartNumber", "ETag"}, ascending); returns the object's ETag.
+
+    Raises KeyError when S3 knows no such upload (aborted, or completed some time ago) and ValueError
+    ("<S3 code>: <message>") when S3 refuses the parts (a missing or wrong ETag, a part under 5 MiB)."""
+    try:
+        response = client().complete_multipart_upload(
+            Bucket=_bucket(), Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+        )
+    except Exception as error:
+        if _is(error, "NoSuchUpload"):
+            raise KeyError(key) from None
+        if _is(error, "InvalidPart", "InvalidPartOrder", "EntityTooSmall", "MalformedXML", "InvalidRequest"):
+            detail = getattr(error, "response", {}).get("Error", {})
+            raise ValueError(f"{detail.get('Code')}: {detail.get('Message') or 'refused'}") from None
+        raise
+    return response["ETag"]
+
+
+@_storage_call("abort_multipart_upload")
+def abort_multipart(key: str, upload_id: str) -> bool:
+    """Discard an unfinished multipart upload and its parts; False when there was none to abort."""
+    try:
+        client().abort_multipart_upload(Bucket=_bucket(), Key=key, UploadId=upload_id)
+        return True
+    except Exception as error:
+        if _is(error, "NoSuchUpload", "404"):
+            return False
+        raise

@@ -28,6 +28,7 @@ _documents: dict[str, str] = {}
 
 def all_routers() -> list[Router]:
     from mlservice.api import (
+        dataset_routes,
         explain_routes,
         page_routes,
         predict_routes,
@@ -39,6 +40,7 @@ def all_routers() -> list[Router]:
     return [
         training_routes.router,
         registry_routes.router,
+        dataset_routes.router,
         page_routes.router,
         predict_routes.router,
         explain_routes.router,

@@ -1,11 +1,12 @@
-"""Training data: the four ways a request can supply it, all turned into one table of raw values.
+"""Training data: the five ways a request can supply it, all turned into one table of raw values.
 
-The four sources are pydantic models (`TrainingData`, part of the training request), so their structure is
+The five sources are pydantic models (`TrainingData`, part of the training request), so their structure is
 checked with the rest of the request; what they contain is checked here, as it is read. Values stay raw (JSON
 values, or strings from CSV) until `mlservice.features.rows_to_matrix` encodes them, so training sees exactly
 what serving will see. Size limits are enforced while reading — columns as soon as the header (or a record)
 names them, rows and cells row by row, an S3 object's size before it is downloaded — so an oversized upload
-fails with 413 before it is parsed in full, and every check is linear in the data.
+fails with 413 before it is parsed in full, and every check is linear in the data. A file in S3 whose data
+would not fit the function's memory once parsed is refused before it is downloaded (413 `dataset_too_large`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import csv
 import gzip
 import io
 import json
+import os
 import re
 import zlib
 from collections.abc import Iterable, Iterator
@@ -25,7 +27,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Discriminator, Tag
 
 from mlservice import keys, storage
-from mlservice.errors import bad_request, not_found, too_large
+from mlservice.errors import ObjectChanged, ServiceError, bad_request, not_found, too_large
 from mlservice.fields import Body
 from mlservice.settings import Settings
 from mlservice.text import json_has_lone_surrogate, shown
@@ -33,7 +35,7 @@ from mlservice.text import json_has_lone_surrogate, shown
 BUNDLED = ("iris", "wine", "breast_cancer", "diabetes", "digits")
 BUNDLED_TARGET = "target"
 MAX_COLUMN_NAME = 256
-DATA_FORMS = '{"columns","rows"}, {"records"}, {"s3_key"} or {"dataset"}'
+DATA_FORMS = '{"columns","rows"}, {"records"}, {"s3_key"}, {"dataset_id"} or {"dataset"}'
 
 
 class ColumnsData(Body):
@@ -55,6 +57,12 @@ class S3Data(Body):
     s3_key: str
 
 
+class DatasetIdData(Body):
+    """A dataset created with POST /datasets and uploaded (its id)."""
+
+    dataset_id: str
+
+
 class BundledData(Body):
     """One of scikit-learn's bundled datasets (its target column is `target`)."""
 
@@ -62,7 +70,7 @@ class BundledData(Body):
 
 
 def _form(value: Any) -> str | None:
-    """Which of the four sources a `data` object is (pydantic reports the errors of that one only)."""
+    """Which of the five sources a `data` object is (pydantic reports the errors of that one only)."""
     if not isinstance(value, dict):
         return None
     found = [form for form, fields in FORMS.items() if any(name in value for name in fields)]
@@ -73,6 +81,7 @@ FORMS = {
     "<columns>": ("columns", "rows"),
     "<records>": ("records",),
     "<s3_key>": ("s3_key",),
+    "<dataset_id>": ("dataset_id",),
     "<dataset>": ("dataset",),
 }
 # Tags in angle brackets: they appear in error locations, where the error mapping leaves them out.
@@ -80,6 +89,7 @@ TrainingData = Annotated[
     Annotated[ColumnsData, Tag("<columns>")]
     | Annotated[RecordsData, Tag("<records>")]
     | Annotated[S3Data, Tag("<s3_key>")]
+    | Annotated[DatasetIdData, Tag("<dataset_id>")]
     | Annotated[BundledData, Tag("<dataset>")],
     Discriminator(
         _form,
@@ -263,20 +273,88 @@ def _read_jsonl(stream: io.RawIOBase, key: str, settings: Settings) -> tuple[lis
     return _records_table(records(), settings)
 
 
-def _from_s3(data: S3Data, settings: Settings) -> Table:
+# Peak memory of a training per byte of its file, uncompressed: what benchmarks/dataset_memory.py measured (the
+# slope of peak memory over file size, ridge and a random forest, 15-95 MB files: CSV 36-38, JSON Lines 18.5-19;
+# a CSV of one-digit cells, 37). The parsed table's Python strings and lists, the encoded matrix and the fit's
+# copies of it: the file's own bytes are the small part.
+MEMORY_PER_BYTE = {"csv": 40.0, "jsonl": 20.0}
+# The training function's memory before it reads data (Python, numpy, scikit-learn; measured 150-250 MiB).
+RUNTIME_BYTES = 256 * 1024 * 1024
+# How much a .gz file is assumed to expand when no profile of it measured that (the benchmark's tables: CSV
+# 2.7, JSON Lines 5.7; GET /datasets/{id} measures a dataset's own).
+GZIP_EXPANSION = {"csv": 4.0, "jsonl": 6.0}
+DEFAULT_MEMORY_MB = 3008  # TrainFunction's MemorySize
+
+
+def function_memory_mb() -> int:
+    """The function's memory (Lambda sets AWS_LAMBDA_FUNCTION_MEMORY_SIZE), TrainFunction's elsewhere."""
+    try:
+        return int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or DEFAULT_MEMORY_MB)
+    except ValueError:
+        return DEFAULT_MEMORY_MB
+
+
+def memory_estimate(key: str, size: int, uncompressed: int | None = None) -> tuple[float, str, str]:
+    """(bytes of memory training on the file needs, its format, how its uncompressed size was known)."""
+    gzipped = key.lower().endswith(".gz")
+    data_format = "jsonl" if key.lower().removesuffix(".gz").endswith(".jsonl") else "csv"
+    if uncompressed is not None:
+        data_bytes, basis = float(uncompressed), f"{uncompressed} bytes uncompressed"
+    elif gzipped:
+        data_bytes = size * GZIP_EXPANSION[data_format]
+        basis = f"assumed {GZIP_EXPANSION[data_format]:g}× that uncompressed; GET /datasets/{{id}} measures it"
+    else:
+        data_bytes, basis = float(size), "uncompressed"
+    return RUNTIME_BYTES + MEMORY_PER_BYTE[data_format] * data_bytes, data_format, basis
+
+
+def check_memory(key: str, size: int, uncompressed: int | None = None) -> None:
+    """413 `dataset_too_large` when training on the file would need more memory than the function has, by
+    the measured factor per byte of its (uncompressed) data; checked before the file is downloaded."""
+    estimate, data_format, basis = memory_estimate(key, size, uncompressed)
+    memory_mb = function_memory_mb()
+    if estimate > memory_mb * 1024 * 1024:
+        raise ServiceError(
+            "dataset_too_large",
+            f"dataset {key!r} has {size} bytes ({basis}): training on it needs about {estimate / 2**20:,.0f} MB "
+            f"of memory ({MEMORY_PER_BYTE[data_format]:g}× its data once parsed, plus {RUNTIME_BYTES // 2**20} MB for the runtime), "
+            f"more than the function's {memory_mb} MB (AWS_LAMBDA_FUNCTION_MEMORY_SIZE); train on a sample of it",
+        )
+
+
+def _from_s3(data: S3Data, settings: Settings, *, uncompressed: int | None = None, etag: str | None = None) -> Table:
     key = keys.dataset_key(data.s3_key)
     try:
-        stream = storage.ChunkReader(key)
+        stream = storage.ChunkReader(key, if_match=etag)
     except KeyError:
         raise not_found("dataset_not_found", f"no dataset at s3 key {key!r}; upload it under datasets/ first") from None
     with contextlib.closing(stream):
         if stream.size > settings.max_dataset_bytes:  # known from the GET's headers, before a byte is read
             limit = settings.max_dataset_bytes
             raise too_large(f"dataset {key!r} has {stream.size} bytes, more than {limit} (MAX_DATASET_BYTES)")
+        check_memory(key, stream.size, uncompressed)  # `uncompressed` was measured on this very object (etag)
         name = key.lower().removesuffix(".gz")
         read = _read_csv if name.endswith(".csv") else _read_jsonl
         columns, rows = read(stream, key, settings)  # type: ignore[arg-type]
     return Table(columns, rows, {"type": "s3_key", "s3_key": key, "bytes": stream.size})
+
+
+def _from_dataset(data: DatasetIdData, settings: Settings) -> Table:
+    from mlservice import dataset_store
+
+    found = dataset_store.training_source(data.dataset_id)  # 404 unknown, 409 not uploaded yet
+    try:
+        table = _from_s3(
+            S3Data(s3_key=found["s3_key"]), settings, uncompressed=found["uncompressed_bytes"], etag=found["etag"]
+        )
+    except ObjectChanged:  # uploaded again since: the new file, without the old one's measured size
+        table = _from_s3(S3Data(s3_key=found["s3_key"]), settings)
+    table.source = {
+        "type": "dataset_id",
+        "dataset_id": data.dataset_id,
+        **{k: table.source[k] for k in ("s3_key", "bytes")},
+    }
+    return table
 
 
 def snake_case(name: str) -> str:
@@ -313,7 +391,7 @@ def _bundled(name: str, settings: Settings) -> Table:
     return Table(columns, rows, {"type": "dataset", "dataset": name}, default_target=BUNDLED_TARGET, default_task=task)
 
 
-def load_table(data: ColumnsData | RecordsData | S3Data | BundledData, settings: Settings) -> Table:
+def load_table(data: ColumnsData | RecordsData | S3Data | DatasetIdData | BundledData, settings: Settings) -> Table:
     """The request's data source read into a table; 400 for bad contents, 404 for a missing S3 key, 413 when
     too big."""
     if isinstance(data, ColumnsData):
@@ -322,6 +400,8 @@ def load_table(data: ColumnsData | RecordsData | S3Data | BundledData, settings:
         table = _from_records(data, settings)
     elif isinstance(data, S3Data):
         table = _from_s3(data, settings)
+    elif isinstance(data, DatasetIdData):
+        table = _from_dataset(data, settings)
     else:
         table = _bundled(data.dataset, settings)
     if not table.rows:

@@ -54,7 +54,7 @@ class TrainRequest(Body):
     data: TrainingData = coded(
         "invalid_data",
         rule=f"an object with exactly one source: {DATA_FORMS}",
-        description="the training data, one of four sources",
+        description="the training data, one of five sources",
     )
     target: str | None = coded(
         "invalid_target",
@@ -102,6 +102,30 @@ class TrainRequest(Body):
         None,
         max_length=MAX_DESCRIPTION,
         rule=f"a string of at most {MAX_DESCRIPTION} characters",
+    )
+
+    search: dict[str, list[Any]] | None = coded(
+        "invalid_search",
+        None,
+        rule="an object of hyperparameter name → list of 1 to 20 values",
+        description="a hyperparameter search: every combination (grid) or n_iter of them (random), each scored "
+        "by cv-fold cross-validation (cv, default 3) on workers in parallel; the best is refitted as the version. "
+        "Always asynchronous (202)",
+    )
+    n_iter: int | None = coded(
+        "invalid_search",
+        None,
+        ge=1,
+        le=64,
+        rule="an integer from 1 to 64",
+        description="random search: how many combinations of `search` to try",
+    )
+    run_async: bool = coded(
+        "invalid_request",
+        False,
+        alias="async",
+        description="queue the training (202 and a Location to poll) instead of fitting within the request; "
+        "also done, when a train queue exists, for a training estimated over the request's budget",
     )
 
     @field_validator("features", "text_features")

@@ -21,7 +21,7 @@ import math
 import platform
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -229,22 +229,58 @@ def train(request: TrainRequest | dict, deadline: float | None = None) -> tuple[
     return trained.artifact, trained.metadata
 
 
-def train_model(request: TrainRequest | dict, deadline: float | None = None) -> TrainedModel:
-    """Fit the requested model; returns the joblib bytes of one fitted Pipeline, the metadata without
-    name/version, and the pipeline's ONNX export when it converts and passes its parity check
-    (mlservice.training.onnx_export; the metadata's `serving` reports either way).
+@dataclass
+class Prepared:
+    """A training request's data, read, checked, split and encoded exactly as the fit sees it: what a full
+    training and each fold of a distributed search (mlservice.training.search) start from."""
 
-    `deadline` is a time.monotonic() instant (default: TRAINING_DEADLINE_SECONDS from now): the fit runs in a
-    child process that is stopped there; the export runs after it, bounded by what is left. Raises
-    ServiceError: 400 for any invalid field or data (and `training_too_expensive` when the estimate exceeds
-    TRAINING_BUDGET_SECONDS), 404 dataset_not_found, 413 payload_too_large, 504 training_timeout.
-    """
-    started = time.perf_counter()
-    settings = get_settings()
+    algorithm: Algorithm
+    task: str
+    min_group: int
+    random_state: int
+    test_size: float
+    table: Table
+    target: preprocessing.Target
+    target_name: str
+    features: list[dict]
+    profile: list[dict]
+    n_classes: int | None
+    stratify: np.ndarray | None
+    digest: str
+    X_train: np.ndarray
+    X_test: np.ndarray
+    y_train: np.ndarray
+    y_test: np.ndarray
+
+    def params_for(self, hyperparameters: dict | None, cv: int | None) -> tuple[dict[str, Any], list[str]]:
+        """The estimator's parameters for these hyperparameters: validated, raised to the group floor and
+        checked against the data (a fit on cv-fold training parts when cv is given); plus the floor's notes."""
+        params = algorithms.validate_hyperparameters(self.algorithm, self.task, hyperparameters)
+        if cv is not None and cv > len(self.y_train):
+            raise bad_request(f"cv {cv} exceeds the {len(self.y_train)} training rows", code="invalid_cv")
+        context = algorithms.FitContext(
+            smallest_fit_rows=metrics.smallest_fold_train_rows(len(self.y_train), cv) if cv else len(self.y_train),
+            n_classes=self.n_classes,
+            y=self.y_train,
+        )
+        params, floor_notes = algorithms.group_floor(self.algorithm, params, self.min_group)
+        return algorithms.check_combination(self.algorithm, self.task, params, context), floor_notes
+
+    def pipeline(self, params: dict[str, Any]) -> Any:
+        """An unfitted Pipeline of the service's preprocessing and the estimator with these parameters."""
+        estimator = algorithms.build_estimator(self.algorithm, self.task, params, self.random_state)
+        preprocessor = preprocessing.build_preprocessor(
+            self.profile,
+            scale_numeric=self.algorithm.scale_numeric,
+            dense=self.algorithm.needs_dense,
+            min_group=self.min_group,
+        )
+        return preprocessing.build_pipeline(preprocessor, estimator)
+
+
+def prepare(req: TrainRequest, settings: Any) -> Prepared:
+    """Read the request's data and turn it into the training and holdout matrices (400s for what is wrong)."""
     min_group = settings.min_group_size
-    if deadline is None:
-        deadline = time.monotonic() + settings.training_deadline_seconds
-    req = fields.parse(TrainRequest, request)
     algorithm = algorithms.ALGORITHMS[req.algorithm]
     if req.task is not None:
         algorithms.check_task(algorithm, req.task)
@@ -272,7 +308,7 @@ def train_model(request: TrainRequest | dict, deadline: float | None = None) -> 
                 f"classification needs at least two classes; target {target_name!r} has only {y[0]!r}",
                 code="invalid_target",
             )
-    params = algorithms.validate_hyperparameters(algorithm, task, req.hyperparameters)
+    algorithms.validate_hyperparameters(algorithm, task, req.hyperparameters)
 
     # Encode every row (row numbers in errors then match the client's data), then keep those with a target.
     positions = [table.index(name) for name in feature_names]
@@ -300,15 +336,6 @@ def train_model(request: TrainRequest | dict, deadline: float | None = None) -> 
         raise bad_request(
             "the training part holds a single class; add rows of the other classes", code="invalid_target"
         )
-    if req.cv is not None and req.cv > len(y_train):
-        raise bad_request(f"cv {req.cv} exceeds the {len(y_train)} training rows", code="invalid_cv")
-    context = algorithms.FitContext(
-        smallest_fit_rows=metrics.smallest_fold_train_rows(len(y_train), req.cv) if req.cv else len(y_train),
-        n_classes=n_classes,
-        y=y_train,
-    )
-    params, floor_notes = algorithms.group_floor(algorithm, params, min_group)
-    params = algorithms.check_combination(algorithm, task, params, context)
     preprocessing.check_text_has_words(X_train, features, min_group)
     if task == CLASSIFICATION:
         _check_classes(y, y_train, target_name, min_group)
@@ -316,7 +343,67 @@ def train_model(request: TrainRequest | dict, deadline: float | None = None) -> 
     # both parts then go through the same pooling serving applies to every request.
     profile = preprocessing.feature_profile(X_train, features, min_group)
     X_train, X_test = pool_rare_categories(X_train, profile), pool_rare_categories(X_test, profile)
-    del X
+    return Prepared(
+        algorithm,
+        task,
+        min_group,
+        random_state,
+        test_size,
+        table,
+        target,
+        target_name,
+        features,
+        profile,
+        n_classes,
+        stratify,
+        digest,
+        X_train,
+        X_test,
+        y_train,
+        y_test,
+    )
+
+
+def train_model(
+    request: TrainRequest | dict,
+    deadline: float | None = None,
+    *,
+    budget_seconds: float | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> TrainedModel:
+    """Fit the requested model; returns the joblib bytes of one fitted Pipeline, the metadata without
+    name/version, and the pipeline's ONNX export when it converts and passes its parity check
+    (mlservice.training.onnx_export; the metadata's `serving` reports either way).
+
+    `budget_seconds` replaces TRAINING_BUDGET_SECONDS (the train worker's is longer); `progress(step, of,
+    elapsed)` is told when the fit starts and ends (the train worker records it).
+    `deadline` is a time.monotonic() instant (default: TRAINING_DEADLINE_SECONDS from now): the fit runs in a
+    child process that is stopped there; the export runs after it, bounded by what is left. Raises
+    ServiceError: 400 for any invalid field or data (and `training_too_expensive` when the estimate exceeds
+    TRAINING_BUDGET_SECONDS), 404 dataset_not_found, 413 payload_too_large, 504 training_timeout.
+    """
+    started = time.perf_counter()
+    settings = get_settings()
+    if deadline is None:
+        deadline = time.monotonic() + settings.training_deadline_seconds
+    req = fields.parse(TrainRequest, request)
+    prepared = prepare(req, settings)
+    algorithm, task, min_group, random_state = (
+        prepared.algorithm,
+        prepared.task,
+        prepared.min_group,
+        prepared.random_state,
+    )
+    features, profile, n_classes, target, target_name = (
+        prepared.features,
+        prepared.profile,
+        prepared.n_classes,
+        prepared.target,
+        prepared.target_name,
+    )
+    X_train, X_test, y_train, y_test = prepared.X_train, prepared.X_test, prepared.y_train, prepared.y_test
+    params, floor_notes = prepared.params_for(req.hyperparameters, req.cv)
+    test_size, stratify, digest, table = prepared.test_size, prepared.stratify, prepared.digest, prepared.table
     cost = budget.estimate(
         algorithm.name,
         task,
@@ -328,14 +415,10 @@ def train_model(request: TrainRequest | dict, deadline: float | None = None) -> 
         n_classes=n_classes,
         cv=req.cv,
     )
-    budget.check(cost, settings.training_budget_seconds)
+    budget.check(cost, settings.training_budget_seconds if budget_seconds is None else budget_seconds)
 
     def fit_and_describe() -> TrainedModel:
-        estimator = algorithms.build_estimator(algorithm, task, params, random_state)
-        preprocessor = preprocessing.build_preprocessor(
-            profile, scale_numeric=algorithm.scale_numeric, dense=algorithm.needs_dense, min_group=min_group
-        )
-        pipeline = preprocessing.build_pipeline(preprocessor, estimator)
+        pipeline = prepared.pipeline(params)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
@@ -415,6 +498,11 @@ def train_model(request: TrainRequest | dict, deadline: float | None = None) -> 
         }
         return TrainedModel(artifact, metadata, onnx)
 
-    total = settings.training_deadline_seconds
+    total = settings.training_deadline_seconds if budget_seconds is None else deadline - time.monotonic()
     onnx_export.preload()  # once per process, not in every forked child
-    return deadline_runner.run(fit_and_describe, deadline - time.monotonic(), total=total)
+    if progress is not None:
+        progress(0, 1, time.perf_counter() - started)
+    trained = deadline_runner.run(fit_and_describe, deadline - time.monotonic(), total=total)
+    if progress is not None:
+        progress(1, 1, time.perf_counter() - started)
+    return trained
