@@ -5,6 +5,7 @@ crashing, and a training whose data is wrong all end in exactly one outcome, pub
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -222,10 +223,10 @@ def test_a_redelivered_fold_and_a_failed_candidate(
 
     real = search.score_fold
 
-    def fail_small_c(prepared: Any, hyperparameters: dict, fold: int, folds: int) -> float:
+    def fail_small_c(prepared: Any, hyperparameters: dict, fold: int, folds: int, fraction: float = 1.0) -> float:
         if hyperparameters["C"] == 0.001:
             raise ValueError("this candidate does not converge")
-        return real(prepared, hyperparameters, fold, folds)
+        return real(prepared, hyperparameters, fold, folds, fraction)
 
     monkeypatch.setattr(search, "score_fold", fail_small_c)
     assert api.post("/models/cancer/versions", SEARCH).status == 202
@@ -327,3 +328,35 @@ def test_the_sample_worker_event_is_acknowledged(api: Any, runtime: Any, queue: 
 
     event = json.loads((Path(__file__).resolve().parent.parent / "events" / "train_worker_sqs.json").read_text())
     assert runtime.invoke("TrainWorkerFunction", event) == {"batchItemFailures": []}
+
+
+def test_successive_halving_keeps_the_best_third_each_round_on_three_times_the_rows(
+    api: Any, runtime: Any, queue: dict
+) -> None:
+    body = {
+        "algorithm": "decision_tree",
+        "data": {"dataset": "breast_cancer"},
+        "search": {"max_depth": [1, 2, 3, 4, 5, 6, 8], "min_samples_leaf": [5, 40]},
+        "search_strategy": "halving",
+        "cv": 2,
+    }
+    assert api.post("/models/cancer/versions", body).status == 202
+    handled = _drain(runtime, queue)
+    version = api.get("/models/cancer/versions/1").json()
+    assert version["status"] == "ready", version
+    search = version["search"]
+    rounds = search["rounds"]
+    assert [len(r["candidates"]) for r in rounds] == [14, 5, 2]
+    assert [r["row_fraction"] for r in rounds] == [round(1 / 9, 4), round(1 / 3, 4), 1.0]
+    assert len(handled) >= 1 + (14 + 5 + 2) * 2 + 1
+    for earlier, later in itertools.pairwise(rounds):
+        assert set(later["candidates"]) <= set(earlier["candidates"])
+        means = dict(zip(earlier["candidates"], earlier["means"], strict=True))
+        kept = [means[c] for c in later["candidates"]]
+        dropped = [m for c, m in means.items() if c not in later["candidates"] and m is not None]
+        assert min(kept) >= max(dropped)  # the survivors are the best of the round before
+    best = search["best"]
+    assert best in rounds[-1]["candidates"] and search["candidates"][best]["round"] == 2
+    assert version["hyperparameters"]["max_depth"] == search["candidates"][best]["hyperparameters"]["max_depth"]
+    refused = api.post("/models/cancer/versions", {**body, "search_strategy": "random"})
+    assert refused.json()["error"]["code"] == "invalid_search"  # random needs n_iter

@@ -108,8 +108,8 @@ def job_scores_prefix(model: str, token: str) -> str:
     return f"{MODELS}{model}/jobs/{_job_name(token)}/scores/"
 
 
-def job_score_key(model: str, token: str, candidate: int, fold: int) -> str:
-    return f"{job_scores_prefix(model, token)}{candidate:03d}-{fold:02d}.json"
+def job_score_key(model: str, token: str, candidate: int, fold: int, round_number: int = 0) -> str:
+    return f"{job_scores_prefix(model, token)}{round_number}-{candidate:03d}-{fold:02d}.json"
 
 
 def job_refit_key(model: str, token: str) -> str:

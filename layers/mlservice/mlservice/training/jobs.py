@@ -142,7 +142,7 @@ def work(message: dict[str, Any], seconds_left: float | None = None, receives: i
     job = Job(model, version, token, stored, actor, seconds_left)
     kind = message.get("kind", "train")
     if kind == "fold":
-        return job.fold(int(message["candidate"]), int(message["fold"]), receives)
+        return job.fold(int(message["candidate"]), int(message["fold"]), receives, int(message.get("round", 0)))
     if kind == "refit":
         return job.refit()
     state = registry.change_job(model, version, token, _start)
@@ -197,36 +197,45 @@ class Job:
 
     # ---------------------------------------------------------------- distributed search
 
+    def _send_round(self, round_number: int, candidates: list[int], folds: int) -> None:
+        base = {"model": self.model, "token": self.token, "kind": "fold", "round": round_number}
+        _send([{**base, "candidate": i, "fold": j} for i in candidates for j in range(folds)])
+
     def fan_out(self) -> dict[str, Any]:
-        """One message per candidate × fold (sent again on a redelivery: scores are created once)."""
+        """One message per candidate × fold of the first round (sent again on a redelivery: scores are created
+        once)."""
         from mlservice.training import search
 
         req = self._request()
         planned = search.candidates(req)
         folds = search.folds_of(req)
-        base = {"model": self.model, "token": self.token}
-        _send([{**base, "kind": "fold", "candidate": i, "fold": j} for i in range(len(planned)) for j in range(folds)])
-        progress_reporter(self.model, self.version, self.token)(0, len(planned) * folds, 0.0)
-        return self._result("searching", fits=len(planned) * folds)
+        self._send_round(0, list(range(len(planned))), folds)
+        total = sum(search.round_sizes(req, len(planned))) * folds
+        progress_reporter(self.model, self.version, self.token)(0, total, 0.0)
+        return self._result("searching", fits=total)
 
-    def _scores(self) -> dict[tuple[int, int], dict]:
+    def _scores(self) -> dict[tuple[int, int, int], dict]:
+        """(round, candidate, fold) → the stored score or error."""
         found = {}
         for item in storage.list_keys(keys.job_scores_prefix(self.model, self.token)):
             name = item["Key"].rsplit("/", 1)[1].removesuffix(".json")
-            candidate, fold = (int(part) for part in name.split("-"))
+            round_number, candidate, fold = (int(part) for part in name.split("-"))
             stored = storage.get_json(item["Key"])
             if stored is not None:
-                found[(candidate, fold)] = stored[0]
+                found[(round_number, candidate, fold)] = stored[0]
         return found
 
-    def fold(self, candidate: int, fold: int, receives: int) -> dict[str, Any]:
-        """Score one candidate on one fold, store it once, and start the refit when it was the last."""
+    def fold(self, candidate: int, fold: int, receives: int, round_number: int = 0) -> dict[str, Any]:
+        """Score one candidate on one fold (of one halving round), store it once; when it completed its round,
+        queue the next round (halving) or the refit. A completed round may be followed up twice (two folds can
+        finish it at once, or a message be redelivered): scores are created once and the refit is claimed."""
         from mlservice.training import metrics, search
         from mlservice.training.trainer import prepare
 
         req = self._request()
         planned, folds = search.candidates(req), search.folds_of(req)
-        key = keys.job_score_key(self.model, self.token, candidate, fold)
+        sizes = search.round_sizes(req, len(planned))
+        key = keys.job_score_key(self.model, self.token, candidate, fold, round_number)
         if storage.get_json(key) is None:
             began = time.monotonic()
             if receives > registry.MAX_JOB_ATTEMPTS:
@@ -236,8 +245,9 @@ class Job:
 
                 try:
                     prepared = prepare(req, get_settings())
+                    fraction = search.row_fraction(round_number, len(sizes))
                     record = {
-                        "score": search.score_fold(prepared, planned[candidate], fold, folds),
+                        "score": search.score_fold(prepared, planned[candidate], fold, folds, fraction),
                         "metric": metrics.scoring_for(prepared.task),
                     }
                 except ServiceError as error:
@@ -250,11 +260,19 @@ class Job:
             with contextlib.suppress(WriteConflict):  # a redelivered message's twin stored it first: that counts
                 storage.put_json(key, record, if_none_match=True)
         scores = self._scores()
-        total = len(planned) * folds
+        rounds = search.members(sizes, folds, scores)
+        total = sum(sizes) * folds
         progress_reporter(self.model, self.version, self.token)(len(scores), total, 0.0)
-        if len(scores) >= total:
+        done = len([k for k in scores if k[0] == round_number]) >= len(rounds[round_number]) * folds
+        if done and round_number + 1 < len(sizes):
+            following = rounds[round_number + 1] if len(rounds) > round_number + 1 else []
+            if following:
+                self._send_round(round_number + 1, following, folds)
+            else:  # nobody scored on every fold: the refit reports the failure
+                _send([{"model": self.model, "token": self.token, "kind": "refit"}])
+        elif done:
             _send([{"model": self.model, "token": self.token, "kind": "refit"}])
-        return self._result("scored", candidate=candidate, fold=fold, collected=len(scores), of=total)
+        return self._result("scored", candidate=candidate, fold=fold, round=round_number, collected=len(scores))
 
     def _claim_refit(self) -> bool:
         """Only one refit runs: the last folds may each send one. The claim is a lease for a worker's whole
@@ -283,7 +301,7 @@ class Job:
         planned, folds = search.candidates(req), search.folds_of(req)
         scores = self._scores()
         metric = next((r["metric"] for r in scores.values() if "metric" in r), metrics.scoring_for(req.task or ""))
-        summary = search.summarise(planned, folds, scores, metric)
+        summary = search.summarise(planned, folds, scores, metric, search.round_sizes(req, len(planned)))
         if summary["best"] is None:
             reasons = sorted({e for c in summary["candidates"] for e in c["errors"]})[:5]
             error = ServiceError(
@@ -294,4 +312,4 @@ class Job:
             return self._result(registry.FAILED, code=error.code)
         body = {k: v for k, v in self.stored["request"].items() if k not in search.SEARCH_FIELDS}
         body["hyperparameters"] = planned[summary["best"]]
-        return self.fit(body, {"search": {"strategy": "random" if req.n_iter else "grid", **summary}})
+        return self.fit(body, {"search": {"strategy": search.strategy_of(req), **summary}})

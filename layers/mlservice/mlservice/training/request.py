@@ -120,6 +120,13 @@ class TrainRequest(Body):
         rule="an integer from 1 to 64",
         description="random search: how many combinations of `search` to try",
     )
+    search_strategy: Literal["grid", "random", "halving"] | None = coded(
+        "invalid_search",
+        None,
+        description="grid (every combination; the default without n_iter), random (n_iter of them; the default "
+        "with n_iter), or halving: successive halving of those candidates, each round on 3 times the rows of the "
+        "one before and keeping the best third, the last round on the whole training part",
+    )
     run_async: bool = coded(
         "invalid_request",
         False,
