@@ -29,8 +29,8 @@ while the store is down or the process dead. Requests made outside `live()` (the
 SQS receives) are neither counted nor faulted.
 
 Also here: `instant_retries` (botocore's backoff and retry quota out of the way), `cached_moto_routes` (moto
-a fifth faster), `Store` (the bucket read and written directly, and the passage of time — leases and
-Idempotency-Key records lapsing — without waiting for it), and the invariant checks `registry_problems` and
+a fifth faster), `Store` (the bucket read and written directly, and the passage of time — leases, refit claims
+and Idempotency-Key records lapsing — without waiting for it), and the invariant checks `registry_problems` and
 `registry_shape`.
 
     with Injector() as faults, instant_retries():
@@ -143,6 +143,18 @@ def key_kind(key: str) -> str:
 _KEY_KINDS = [
     (r"/registry\.json$", "registry"),
     (r"/model\.joblib$", "artifact"),
+    (r"/model\.onnx$", "onnx"),
+    # asynchronous trainings (mlservice.training.jobs): the stored request, a search's scores and refit claim
+    (r"^models/[^/]+/jobs/[0-9a-f]+\.json$", "job_request"),
+    (r"^models/[^/]+/jobs/[0-9a-f]+/scores/(\d+-)?\d+-\d+\.json$", "score"),  # [round-]candidate-fold
+    (r"^models/[^/]+/jobs/[0-9a-f]+/scores/$", "scores"),
+    (r"^models/[^/]+/jobs/[0-9a-f]+/refit\.json$", "refit"),
+    # datasets (mlservice.dataset_store): the record, the file, its profile; the prefixes listed
+    (r"^datasets/[0-9a-f]{32}/dataset\.json$", "dataset_record"),
+    (r"^datasets/[0-9a-f]{32}/profile\.json$", "profile"),
+    (r"^datasets/[0-9a-f]{32}/data\.", "dataset_file"),
+    (r"^datasets/[0-9a-f]{32}/$", "dataset"),
+    (r"^datasets/$", "datasets"),
     (r"/versions/\d+/metadata\.json$", "metadata"),
     (r"^idempotency/", "idempotency"),
     (r"^batch/state/[^/]+/[^/]+/lease\.json$", "lease"),
@@ -443,6 +455,17 @@ class Store:
     def live_lease(self, key: str) -> bool:
         lease = self.json(key)
         return lease is not None and lease.get("expires", 0) > time.time()
+
+    def lapse_refit_claims(self) -> int:
+        """What the train queue's visibility timeout (5400 s, template.yaml) does to the refit claim a failed or
+        killed refit left behind (it lasts a worker's whole run, 870 s: jobs.WORKER_SECONDS + PUBLISH_SECONDS): by
+        the time SQS delivers the message again, the claim has lapsed."""
+        lapsed = 0
+        for key, data in self.objects("models/").items():
+            if key_kind(key) == "refit":
+                self.put(key, json.dumps({**json.loads(data), "expires": time.time() - 1}).encode())
+                lapsed += 1
+        return lapsed
 
     def lapse_in_progress_records(self) -> int:
         """What the end of a failed invocation's Lambda timeout does to its Idempotency-Key record: the record is

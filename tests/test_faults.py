@@ -5,6 +5,13 @@ failure, and retrying the same request (with the same Idempotency-Key) ends in e
 run leaves. Batch jobs are also killed at every call and redelivered: the output holds every row exactly once and
 the manifest says succeeded.
 
+Asynchronous training too: the queued request (202, or 503 and a retry that queues the same one version), and
+the train worker handling a training's message, and a search's plan, fold and refit messages, with a call
+failing or the worker killed: SQS delivers the message again and the job ends with one ready version whose
+artifact matches its recorded digest, never failed for an S3 fault. And the dataset routes (create, list,
+describe with its profile, complete, delete) against a versioned bucket: 2xx or 503, a retry converges, a delete
+leaves no object version behind.
+
 How (tests/faults.py): each operation is first run fault-free at collection time, which names its calls; each
 case then breaks one of them. A test id reads `<operation>-<call index>-<S3/SQS operation>:<object>-<fault>-
 <mode>`, so a failure says what broke where. One moto account serves the whole module (starting moto and
@@ -17,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import functools
+import hashlib
 import io
 import json
 import os
@@ -63,7 +71,20 @@ TRAIN_BODY = {
 V2_BODY = {"inputs": [{"name": "input-0", "shape": [3, 4], "datatype": "FP64", "data": [v for r in ROWS for v in r]}]}
 IDEMPOTENCY_KEY = "fault-case-1"
 QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:batch-queue"
+TRAIN_QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:train-queue"
 BASE_SUBSTITUTIONS = {"MODEL_BUCKET": BUCKET, "ModelBucket": BUCKET}
+# Asynchronous training: the same training queued; a search as small as they come (2 candidates × 2 folds); and
+# a successive halving as small: 3 candidates × 2 folds on a third of the rows, then the best one on all of them.
+ASYNC_BODY = {**TRAIN_BODY, "async": True}
+SEARCH_BODY = {"algorithm": "logistic_regression", "data": {"dataset": "iris"}, "search": {"C": [0.1, 1.0]}, "cv": 2}
+HALVING_BODY = {
+    "algorithm": "logistic_regression",
+    "data": {"dataset": "iris"},
+    "search": {"C": [0.01, 0.1, 1.0]},
+    "search_strategy": "halving",
+    "cv": 2,
+}
+QUEUED_VERSION = 4  # the seed holds v1-v3
 
 
 # ---------------------------------------------------------------- the operations under test
@@ -80,6 +101,7 @@ class ApiOp:
     success: int
     keyed: bool  # a mutating route: sent with an Idempotency-Key
     query: dict[str, str] | None = None
+    train_queue: bool = False  # runs with a train queue (TRAIN_QUEUE_URL): asynchronous training
 
     @property
     def v2(self) -> bool:
@@ -91,6 +113,8 @@ API_OPS = {
     op.name: op
     for op in [
         ApiOp("train", "POST", f"/models/{MODEL}/versions", TRAIN_BODY, 201, True),
+        # Queued: 202 {version 4, status queued}; the worker's side is `TRAININGS` below.
+        ApiOp("train_async", "POST", f"/models/{MODEL}/versions", ASYNC_BODY, 202, True, train_queue=True),
         ApiOp("deploy", "PUT", f"/models/{MODEL}/stages/production", {"version": 3}, 200, True),
         ApiOp("rollback", "POST", f"/models/{MODEL}/stages/production/rollback", None, 200, True),
         ApiOp("undeploy", "DELETE", f"/models/{MODEL}/stages/staging", None, 204, True),
@@ -137,7 +161,9 @@ class BatchJob:
     @property
     def predicted_ids(self) -> list[str]:
         """The ids the output must hold, each once, in input order."""
-        return [line.split(",", 1)[0] for line in self.body.splitlines()[1:] if not line.startswith(self.rejected + ",")]
+        return [
+            line.split(",", 1)[0] for line in self.body.splitlines()[1:] if not line.startswith(self.rejected + ",")
+        ]
 
 
 _FANOUT_BODY = _csv(24, bad=10)
@@ -157,6 +183,68 @@ BATCH_JOBS = {
 }
 
 
+# ---------------------------------------------------------------- datasets
+
+MiB = 1024 * 1024
+DATASET_BUCKET = "test-datasets"
+# A small CSV a dataset's profile and a training can use: 30 rows, a numeric, a categorical and a target column.
+HOUSES = (
+    "rooms,city,price\n" + "".join(f"{1 + i % 5},{'oslo' if i % 2 else 'bergen'},{100 + 7 * i}\n" for i in range(30))
+).encode()
+
+
+@dataclass(frozen=True)
+class DatasetSeed:
+    """A dataset in the bucket every dataset case starts from."""
+
+    created_at: str
+    files: tuple[bytes, ...] = ()  # the versions of its file, the last one current
+    multipart: bool = False  # awaiting a multipart upload whose part 1 (HOUSES) is uploaded
+    profiled: bool = False
+
+
+DS_GET, DS_DELETE, DS_DELETE_MULTIPART, DS_COMPLETE = (c * 32 for c in "abcd")
+SEEDED_DATASETS = {
+    DS_GET: DatasetSeed("2026-01-01T00:00:00.000Z", files=(HOUSES,)),  # uploaded, not profiled yet
+    DS_DELETE: DatasetSeed("2026-01-02T00:00:00.000Z", files=(HOUSES[:100], HOUSES), profiled=True),
+    DS_DELETE_MULTIPART: DatasetSeed("2026-01-03T00:00:00.000Z", multipart=True),
+    DS_COMPLETE: DatasetSeed("2026-01-04T00:00:00.000Z", multipart=True),
+}
+# Datasets take no Idempotency-Key (creating twice makes two; completing and deleting are idempotent by nature).
+DATASET_OPS = {
+    op.name: op
+    for op in [
+        ApiOp(
+            "dataset_create", "POST", "/datasets", {"name": "houses", "format": "csv", "bytes": len(HOUSES)}, 201, False
+        ),
+        # Over 5 GiB: a multipart upload is started with the record (and aborted when the record is not written).
+        ApiOp("dataset_create_multipart", "POST", "/datasets", {"format": "csv", "bytes": 6 * 1024 * MiB}, 201, False),
+        ApiOp("dataset_list", "GET", "/datasets", None, 200, False),
+        # The first GET after the upload profiles the file and keeps profile.json (a conditional write).
+        ApiOp("dataset_get", "GET", f"/datasets/{DS_GET}", None, 200, False),
+        ApiOp(
+            "dataset_complete",
+            "POST",
+            f"/datasets/{DS_COMPLETE}/complete",
+            {"parts": [{"part_number": 1, "etag": hashlib.md5(HOUSES).hexdigest()}]},
+            200,
+            False,
+        ),
+        ApiOp("dataset_delete", "DELETE", f"/datasets/{DS_DELETE}", None, 204, False),
+        ApiOp("dataset_delete_multipart", "DELETE", f"/datasets/{DS_DELETE_MULTIPART}", None, 204, False),
+    ]
+}
+
+
+def _object_versions(s3: Any, prefix: str) -> list[dict]:
+    """Every object version and delete marker under `prefix` in the dataset bucket, as {"Key", "VersionId"}."""
+    found = []
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=DATASET_BUCKET, Prefix=prefix):
+        for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+            found.append({"Key": item["Key"], "VersionId": item["VersionId"]})
+    return found
+
+
 # ---------------------------------------------------------------- the world every case starts from
 
 
@@ -173,27 +261,42 @@ def seed_models() -> dict[str, tuple[bytes, dict]]:
 @contextlib.contextmanager
 def trains_once() -> Iterator[None]:
     """The first training of each request body in the module really trains (validation, data, fork, fit,
-    holdout metrics); later ones with the same body get its result again, as a deterministic fit would.
+    holdout metrics, ONNX export); later ones with the same body get its result again, as a deterministic fit
+    would. Likewise each search fold is scored once per candidate and fold.
 
     What these cases test is everything around the fit — the S3 calls before and after it failing — and the
     fit is the one step without any, yet ~100 ms of each of a hundred training cases. The route, the registry,
-    the idempotency layer and every S3 call still run in full."""
-    from mlservice.training import trainer
+    the idempotency layer, the train worker and every S3 call still run in full, progress reports included
+    (`train_model` reports the start and the end of the fit: a replay reports them too)."""
+    from mlservice.training import search, trainer
 
-    original = trainer.train
-    results: dict[str, tuple[bytes, dict]] = {}
+    original, original_score = trainer.train_model, search.score_fold
+    results: dict[str, Any] = {}
+    scores: dict[str, float] = {}
 
-    def train(request: Any, deadline: float | None = None) -> tuple[bytes, dict]:
-        key = repr(request) if not isinstance(request, dict) else json.dumps(request, sort_keys=True)
+    def train_model(request: Any, deadline: float | None = None, **options: Any) -> Any:
+        body = json.dumps(request, sort_keys=True) if isinstance(request, dict) else repr(request)
+        key = f"{body}|{options.get('budget_seconds')}"
         if key not in results:
-            results[key] = original(request, deadline)
+            results[key] = original(request, deadline, **options)
+            return results[key]
+        progress = options.get("progress")
+        if progress is not None:  # the fit's start and end, as train_model reports them
+            progress(0, 1, 0.0)
+            progress(1, 1, 0.0)
         return results[key]
 
-    trainer.train = train  # type: ignore[assignment]
+    def score_fold(prepared: Any, hyperparameters: dict, *where: Any) -> float:  # fold, folds[, row fraction]
+        key = json.dumps([prepared.digest, hyperparameters, *where], sort_keys=True)
+        if key not in scores:
+            scores[key] = original_score(prepared, hyperparameters, *where)
+        return scores[key]
+
+    trainer.train_model, search.score_fold = train_model, score_fold  # type: ignore[assignment]
     try:
         yield
     finally:
-        trainer.train = original  # type: ignore[assignment]
+        trainer.train_model, search.score_fold = original, original_score  # type: ignore[assignment]
 
 
 @dataclass
@@ -204,6 +307,8 @@ class JobTrace:
     kills: int = 0
     lease_held: int = 0
     invocations: int = 0
+    # Train queue: each delivery's (index of its first S3/SQS call, message body), in order.
+    deliveries: list[tuple[int, dict]] = field(default_factory=list)
 
 
 class World:
@@ -219,6 +324,7 @@ class World:
         self.s3: Any = None
         self.sqs: Any = None
         self.queue_url = ""
+        self.train_queue_url = ""
         self._queues = 0
 
     @classmethod
@@ -235,6 +341,10 @@ class World:
             storage.reset_client()
             world.s3 = boto3.client("s3", region_name="us-east-1")
             world.s3.create_bucket(Bucket=BUCKET)
+            # The datasets' cases run against a bucket of their own, versioned as the template's is (so that
+            # "every stored version is erased" means something); the others keep the plain, faster one.
+            world.s3.create_bucket(Bucket=DATASET_BUCKET)
+            world.s3.put_bucket_versioning(Bucket=DATASET_BUCKET, VersioningConfiguration={"Status": "Enabled"})
             world.sqs = boto3.client("sqs", region_name="us-east-1")
             world._seed()
             try:
@@ -256,8 +366,9 @@ class World:
         registry.set_stage(MODEL, "staging", 3)
         self.snapshot = self.store.objects()
 
-    def reset(self, environment: dict[str, str] | None = None, queue: bool = False) -> None:
-        """The seeded bucket, a cold container (empty caches), nothing armed; a new empty queue if asked."""
+    def reset(self, environment: dict[str, str] | None = None, queue: bool = False, train_queue: bool = False) -> None:
+        """The seeded bucket, a cold container (empty caches), nothing armed; a new empty batch queue and train
+        queue if asked."""
         self.faults.arm(None)
         self.store.restore(self.snapshot)
         cache.clear()
@@ -267,6 +378,10 @@ class World:
             self._queues += 1
             self.queue_url = self.sqs.create_queue(QueueName=f"batch-{self._queues}")["QueueUrl"]
             self.runtime.substitutions["BatchQueue"] = self.queue_url
+        if train_queue:
+            self._queues += 1
+            self.train_queue_url = self.sqs.create_queue(QueueName=f"train-{self._queues}")["QueueUrl"]
+            self.runtime.substitutions["TrainQueue"] = self.train_queue_url
 
     def restart(self) -> None:
         """After a kill: the store answers again and the next invocation runs in a new container."""
@@ -292,6 +407,78 @@ class World:
     def model_keys(self) -> set[str]:
         return set(self.store.objects(keys.versions_prefix(MODEL)))
 
+    # ------------------------------------------------------------ asynchronous training
+
+    def train_work(self, message: dict, trace: JobTrace) -> list[BaseException]:
+        """One train-queue message through TrainWorkerFunction; the exceptions its item failed with ([] when it
+        succeeded: SQS then deletes the message)."""
+        trace.invocations += 1
+        trace.deliveries.append((len(self.faults.calls), json.loads(message["Body"])))
+        with self.faults.live():
+            response = self.runtime.invoke("TrainWorkerFunction", sqs_event(message, TRAIN_QUEUE_ARN))
+        if not response["batchItemFailures"]:
+            return []
+        processor = sys.modules["_lambda_TrainWorkerFunction"].processor
+        return [info[1] for info in processor.exceptions] or [RuntimeError("item failed without an exception")]
+
+    def queued_messages(self) -> int:
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.train_queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"])
+
+    # ------------------------------------------------------------ datasets
+
+    def reset_datasets(self) -> None:
+        """The seeded model bucket as for every case, the service pointed at the (versioned) dataset bucket, and
+        that bucket holding exactly the seeded datasets: every object version and unfinished upload of an earlier
+        case gone."""
+        self.reset({"MODEL_BUCKET": DATASET_BUCKET, "ModelBucket": DATASET_BUCKET})
+        s3 = self.s3
+        versions = _object_versions(s3, "")
+        for start in range(0, len(versions), 1000):
+            s3.delete_objects(Bucket=DATASET_BUCKET, Delete={"Objects": versions[start : start + 1000], "Quiet": True})
+        for upload in s3.list_multipart_uploads(Bucket=DATASET_BUCKET).get("Uploads", []):
+            s3.abort_multipart_upload(Bucket=DATASET_BUCKET, Key=upload["Key"], UploadId=upload["UploadId"])
+        for dataset_id, seed in SEEDED_DATASETS.items():
+            key = keys.dataset_object_key(dataset_id, "csv", False)
+            upload: dict[str, Any] = {"method": "PUT"}
+            if seed.multipart:
+                upload_id = s3.create_multipart_upload(Bucket=DATASET_BUCKET, Key=key, ContentType="text/csv")[
+                    "UploadId"
+                ]
+                s3.upload_part(Bucket=DATASET_BUCKET, Key=key, UploadId=upload_id, PartNumber=1, Body=HOUSES)
+                upload = {"method": "multipart", "upload_id": upload_id, "part_size": 100 * MiB, "part_count": 62}
+            record = {
+                "dataset_id": dataset_id,
+                "name": f"seed {dataset_id[:4]}",
+                "format": "csv",
+                "gzip": False,
+                "bytes": 6 * 1024 * MiB if seed.multipart else len(HOUSES),
+                "s3_key": key,
+                "created_at": seed.created_at,
+                "created_by": {"principal": "seed", "request_id": None},
+                "upload": upload,
+            }
+            s3.put_object(
+                Bucket=DATASET_BUCKET, Key=keys.dataset_record_key(dataset_id), Body=json.dumps(record).encode()
+            )
+            for body in seed.files:  # each a version of the file, the last one current
+                s3.put_object(Bucket=DATASET_BUCKET, Key=key, Body=body)
+            if seed.profiled:
+                profile = {"etag": hashlib.md5(seed.files[-1]).hexdigest(), "status": "uploaded", "rows": 1}
+                s3.put_object(
+                    Bucket=DATASET_BUCKET, Key=keys.dataset_profile_key(dataset_id), Body=json.dumps(profile).encode()
+                )
+
+    def dataset_versions(self, prefix: str = keys.DATASETS) -> list[dict]:
+        """Every object version and delete marker under the prefix in the dataset bucket."""
+        return _object_versions(self.s3, prefix)
+
+    def unfinished_uploads(self, prefix: str = keys.DATASETS) -> set[str]:
+        uploads = self.s3.list_multipart_uploads(Bucket=DATASET_BUCKET, Prefix=prefix).get("Uploads", [])
+        return {u["UploadId"] for u in uploads}
+
     # ------------------------------------------------------------ batch
 
     def upload(self, job: BatchJob) -> dict:
@@ -300,7 +487,9 @@ class World:
 
     def any_live_lease(self) -> bool:
         return any(
-            self.store.live_lease(k) for k in self.store.objects("batch/state/") if k.endswith(("/lease.json", "/assembly.json"))
+            self.store.live_lease(k)
+            for k in self.store.objects("batch/state/")
+            if k.endswith(("/lease.json", "/assembly.json"))
         )
 
     def deliver(self, event: dict, trace: JobTrace) -> dict:
@@ -335,6 +524,7 @@ class Profile:
     output: bytes = b""
     errors: bytes | None = None
     invocations: int = 0
+    extra: dict = field(default_factory=dict)  # trainings: the outcome and the deliveries
 
 
 # Dates and times as the pages show them (ISO 8601, a day, a time of day): when the seed was published, which
@@ -377,11 +567,15 @@ def profiles() -> dict[str, Profile]:
     try:
         with World.opened(LocalLambda(substitutions=dict(BASE_SUBSTITUTIONS))) as world:
             for op in API_OPS.values():
-                world.reset()
+                world.reset(train_queue=op.train_queue)
                 response = world.request(op)
                 assert response.status == op.success, (op, response.status, response.body)
                 found[op.name] = Profile(
-                    list(world.faults.calls), response.status, _body(response), shape_of(world.registry()), world.model_keys()
+                    list(world.faults.calls),
+                    response.status,
+                    _body(response),
+                    shape_of(world.registry()),
+                    world.model_keys(),
                 )
             for job in BATCH_JOBS.values():
                 world.reset(job.environment, queue=True)
@@ -397,6 +591,24 @@ def profiles() -> dict[str, Profile]:
                     errors=world.store.get(job.spec.errors_key),
                     invocations=trace.invocations,
                 )
+            for name, body in TRAININGS.items():
+                world.reset(train_queue=True)
+                _queue_training(world, body)
+                trace = _drive_training(world)
+                assert (trace.failures, trace.kills) == ([], 0), trace
+                entry = world.registry()["versions"][str(QUEUED_VERSION)]
+                assert entry["state"] == "ready", (name, entry)
+                found[name] = Profile(
+                    list(world.faults.calls),
+                    shape=shape_of(world.registry()),
+                    invocations=trace.invocations,
+                    extra={"outcome": _training_outcome(world), "deliveries": trace.deliveries},
+                )
+            for op in DATASET_OPS.values():
+                world.reset_datasets()
+                response = world.request(op)
+                assert response.status == op.success, (op, response.status, response.body)
+                found[op.name] = Profile(list(world.faults.calls), response.status, _dataset_body(op, response))
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -449,12 +661,15 @@ def _every_call_cases() -> list[Case]:
 
     Not for a lost reply on every write of a batch job: a lease write whose reply is lost is written again
     (a lease is re-taken, not recognised), so a store losing *every* first reply never lets it settle — a
-    pathology, unlike one lost reply, which the per-call cases cover."""
+    pathology, unlike one lost reply, which the per-call cases cover. Nor of a search: every message sent twice,
+    each duplicate of the fold that completed a round sends the next round (or the refit) again, so the
+    smallest halving search takes ~95 deliveries (converging: duplicates find their scores) where one lost
+    reply, covered per call, shows the same."""
     return [
         Case(name, Fault(kind, None, "transient"), None)
-        for name in [*API_OPS, *BATCH_JOBS]
+        for name in [*API_OPS, *BATCH_JOBS, *TRAININGS, *DATASET_OPS]
         for kind in KINDS
-        if kind in NOT_APPLIED or name in API_OPS
+        if kind in NOT_APPLIED or name not in (*BATCH_JOBS, *SEARCHES)
     ]
 
 
@@ -520,6 +735,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         ("every_call_case", _every_call_cases),
         ("batch_case", _batch_cases),
         ("kill_case", _kill_cases),
+        ("training_case", _training_cases),
+        ("training_kill_case", _training_kill_cases),
+        ("dataset_case", _dataset_cases),
     ]:
         if argument in metafunc.fixturenames:
             metafunc.parametrize(argument, cases(), ids=str)
@@ -601,7 +819,7 @@ def _check_state(world: World, expected: Profile) -> None:
 
 def _run_api_case(world: World, case: Case) -> None:
     op, expected = API_OPS[case.operation], profiles()[case.operation]
-    world.reset()
+    world.reset(train_queue=op.train_queue)
     world.faults.arm(case.fault)
     first = world.request(op)
     fired = list(world.faults.fired)
@@ -628,6 +846,8 @@ def _run_api_case(world: World, case: Case) -> None:
         if record is not None and record["status"] == "COMPLETED":
             assert again.headers.get("Idempotent-Replayed") == "true"
     _check_state(world, expected)
+    if op.train_queue:
+        _check_queued_training(world)
 
 
 def test_a_failed_s3_call_never_breaks_the_registry_and_a_retry_completes_the_request(
@@ -641,6 +861,10 @@ def test_every_call_failing_once_is_absorbed_by_retries(world: World, every_call
     every operation: the caller gets the normal answer and the state one fault-free run leaves."""
     if every_call_case.operation in API_OPS:
         _run_api_case(world, every_call_case)
+    elif every_call_case.operation in DATASET_OPS:
+        _run_dataset_case(world, every_call_case)
+    elif every_call_case.operation in TRAININGS:
+        _run_training_case(world, every_call_case)
     else:
         _run_batch_case(world, every_call_case)
 
@@ -768,7 +992,9 @@ def _duplicate_message_after_a_kill(world: World, job: BatchJob, message: dict, 
 
     if _live_lease(world, "assembly.json") and world.store.get(job.spec.manifest_key) is None:
         errors = world.work(message, trace)
-        assert errors and all(isinstance(e, LeaseHeld) for e in errors), f"a duplicate assembled beside a live run: {errors}"
+        assert errors and all(isinstance(e, LeaseHeld) for e in errors), (
+            f"a duplicate assembled beside a live run: {errors}"
+        )
         trace.lease_held += 1
     world.store.lapse_leases()
 
@@ -815,6 +1041,346 @@ def test_a_batch_run_killed_at_any_point_is_taken_over_and_yields_every_row_exac
 ) -> None:
     trace = _run_batch_case(world, kill_case)
     assert trace.kills == 1, trace
+
+
+# ---------------------------------------------------------------- asynchronous training: the train worker
+
+# The trainings the worker cases drive, each queued through the API (with IDEMPOTENCY_KEY) before the case arms
+# its fault: one "train" message; a search, one "train" message that fans out 2 × 2 "fold" messages, the last of
+# which queues the "refit"; and a halving search, whose round-0 folds (3 × 2) end with one queueing round 1's (1 × 2).
+TRAININGS = {"worker_train": ASYNC_BODY, "worker_search": SEARCH_BODY, "worker_halving": HALVING_BODY}
+SEARCHES = ("worker_search", "worker_halving")
+
+
+def _queue_training(world: World, body: dict) -> None:
+    response = world.api.post(f"/models/{MODEL}/versions", body, headers={"Idempotency-Key": IDEMPOTENCY_KEY})
+    assert response.status == 202 and response.json()["version"] == QUEUED_VERSION, response.body
+
+
+def _drive_training(world: World, trace: JobTrace | None = None, limit: int = 60) -> JobTrace:
+    """Deliver the train queue's messages (and those they queue) to the worker one at a time, as the event source
+    mapping would, until the queue is empty. A delivery whose item failed, or whose worker was killed, is
+    delivered again after the queue's visibility timeout (5400 s): by then the store answers again (an outage is
+    over) and a refit claim the failed delivery left behind has lapsed."""
+    trace = trace or JobTrace()
+    while True:
+        received = world.sqs.receive_message(
+            QueueUrl=world.train_queue_url, MaxNumberOfMessages=1, AttributeNames=["All"]
+        ).get("Messages", [])
+        if not received:
+            return trace
+        message = received[0]
+        if _train_once(world, message, trace):
+            world.sqs.delete_message(QueueUrl=world.train_queue_url, ReceiptHandle=message["ReceiptHandle"])
+        else:
+            world.restart()
+            world.store.lapse_refit_claims()
+            world.sqs.change_message_visibility(
+                QueueUrl=world.train_queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
+        assert trace.invocations < limit, f"the training does not converge: {trace}"
+
+
+def _train_once(world: World, message: dict, trace: JobTrace) -> bool:
+    """One delivery of a train-queue message; True when its item succeeded (the message is deleted)."""
+    try:
+        failures = world.train_work(message, trace)
+    except Killed:
+        trace.kills += 1
+        return False
+    trace.failures += [f"{type(error).__name__}: {error}" for error in failures]
+    return not failures
+
+
+def _training_outcome(world: World) -> dict:
+    """What a finished training leaves that must not depend on the faults on its way: the search's summary (every
+    candidate's fold scores, mean, best), the stored scores (one object per candidate × fold) and the refitted
+    hyperparameters."""
+    token = world.registry()["versions"][str(QUEUED_VERSION)]["token"]
+    metadata = world.store.json(keys.metadata_key(MODEL, QUEUED_VERSION)) or {}
+    scores = {
+        key.rsplit("/", 1)[1]: {k: v for k, v in json.loads(data).items() if k != "seconds"}
+        for key, data in world.store.objects(keys.job_scores_prefix(MODEL, token)).items()
+    }
+    return {"search": metadata.get("search"), "scores": scores, "hyperparameters": metadata.get("hyperparameters")}
+
+
+def _check_training(world: World, expected: Profile, trace: JobTrace) -> None:
+    """The queue drained and the job's version ready — never failed for an S3 fault, never a second version —
+    with an artifact whose digest is the one the registry recorded, and the outcome a fault-free run has. A
+    failed delivery failed with StorageUnavailable (the worker raised: SQS delivered it again), nothing else. A
+    duplicate of the first message, delivered once it is all done, changes nothing."""
+    from mlservice import registry
+
+    assert world.queued_messages() == 0
+    document = world.registry()
+    entry = document["versions"][str(QUEUED_VERSION)]
+    assert entry["state"] == registry.READY, (
+        f"the queue is empty and the job is {entry['state']} ({entry.get('job')}): it will never finish; {trace}"
+    )
+    assert registry_problems(world.store.objects()) == []
+    assert shape_of(document) == expected.shape
+    registry.load_verified_artifact(MODEL, QUEUED_VERSION, entry)  # IntegrityError unless the digest matches
+    if "onnx_sha256" in entry:
+        registry.load_verified_artifact(MODEL, QUEUED_VERSION, entry, onnx=True)
+    assert _training_outcome(world) == expected.extra["outcome"]
+    unexpected = [f for f in trace.failures if not f.startswith("StorageUnavailable")]
+    assert unexpected == [], f"a storage failure surfaced as something else than StorageUnavailable: {unexpected}"
+
+    before = world.store.objects(keys.MODELS)
+    body = json.dumps(trace.deliveries[0][1])
+    duplicate = {"MessageId": "duplicate", "ReceiptHandle": "duplicate", "Body": body, "MD5OfBody": "-"}
+    assert world.train_work(duplicate, trace) == []
+    assert world.store.objects(keys.MODELS) == before, "a duplicate of a finished job's message changed something"
+
+
+def _check_queued_training(world: World) -> None:
+    """After an asynchronous train request and its retry: one version queued for the request, at least one
+    message on the queue naming its job, and the worker, handed every message (duplicates included), publishes
+    that one version."""
+    document = world.registry()
+    queued = [n for n, e in document["versions"].items() if e["state"] == "queued"]
+    assert queued == [str(QUEUED_VERSION)], document["versions"]
+    token = document["versions"][queued[0]]["token"]
+    assert world.queued_messages() >= 1, "the request answered 202 but nothing is on the train queue"
+    trace = _drive_training(world)
+    assert {json.dumps(body, sort_keys=True) for _, body in trace.deliveries} == {
+        json.dumps({"kind": "train", "model": MODEL, "token": token}, sort_keys=True)
+    }
+    assert (trace.failures, trace.kills) == ([], 0), trace
+    _check_training(world, profiles()["worker_train"], trace)
+
+
+def _message_kind(expected: Profile, call: Call) -> str:
+    """Which message's delivery made the call: train, fold or refit."""
+    kind = "train"
+    for start, body in expected.extra["deliveries"]:
+        if start > call.index:
+            break
+        kind = body.get("kind", "train")
+    return kind
+
+
+@functools.cache
+def _training_calls() -> dict[str, list[Call]]:
+    """The calls of each training worth breaking: every call of the single training; for the searches, one per
+    message kind and call site (the same place in the service's code reached again for another fold fails the
+    same way), the last occurrence — the last fold is the one that queues the refit (or the next round) — and
+    not a site the grid search already broke (the halving search adds the fold that queues the next round)."""
+    chosen = {"worker_train": profiles()["worker_train"].calls}
+    covered: set[tuple[str, tuple[str, ...]]] = set()
+    for name in SEARCHES:
+        expected = profiles()[name]
+        seen = set(covered)
+        kept = []
+        for call in reversed(expected.calls):
+            where = (_message_kind(expected, call), call.site)
+            if where not in seen:
+                seen.add(where)
+                kept.append(call)
+        chosen[name] = kept[::-1]
+        covered |= {(_message_kind(expected, call), call.site) for call in expected.calls}
+    return chosen
+
+
+def _training_cases() -> list[Case]:
+    """Kinds are sampled, as the fan-out batch job's are: what a kind changes is how botocore and storage.py
+    classify the failure (throttle and server_error are the same retried ClientError, timeout and reset the same
+    connection error), not what the worker does with it. The single training gets one of each class at every
+    call, failing until botocore gives up — throttle, timeout, and reply_lost (applied) — and every call as the
+    start of an outage; the search, at each (message kind, call site), reset (not applied) and, for writes,
+    reply_lost. Both get a lost reply that botocore's retry meets (transient) at each conditional write and send."""
+    cases = []
+    for name, calls in _training_calls().items():
+        for call in calls:
+            if name == "worker_train":
+                kinds: tuple[str, ...] = ("throttle", "timeout", "reply_lost")
+            else:
+                kinds = ("reset", "reply_lost") if call.is_write else ("reset",)
+            cases += [Case(name, Fault(kind, call.index, "persistent"), call) for kind in kinds]
+            if call.repeat_differs:
+                cases.append(Case(name, Fault("reply_lost", call.index, "transient"), call))
+            if name == "worker_train":
+                cases.append(Case(name, Fault("reset", call.index, "outage"), call))
+    return cases
+
+
+def _training_kill_cases() -> list[Case]:
+    """The worker killed (its Lambda timed out, ran out of memory) before its first call, before each write or
+    send — killed before a read, it leaves the store as killed before the next write does, and the redelivery
+    sees nothing else — and once after the last call landed (the result never reported: the message comes
+    again)."""
+    cases = []
+    for name, calls in _training_calls().items():
+        cases += [Case(name, Fault("reset", c.index, "kill"), c) for c in calls if c.is_write or c.index == 0]
+        last = profiles()[name].calls[-1]
+        cases.append(Case(name, Fault("reply_lost", last.index, "kill"), last))
+    return cases
+
+
+def _run_training_case(world: World, case: Case) -> JobTrace:
+    expected = profiles()[case.operation]
+    world.reset(train_queue=True)
+    _queue_training(world, TRAININGS[case.operation])
+    world.faults.arm(case.fault)
+    trace = _drive_training(world)
+    if case.call is None:
+        assert len(world.faults.fired) >= len(expected.calls)
+    else:
+        assert world.faults.fired and world.faults.fired[0].label == case.call.label, world.faults.fired
+    _check_training(world, expected, trace)
+    if case.fault.mode == "transient":
+        assert (trace.failures, trace.kills) == ([], 0), trace
+    return trace
+
+
+def test_a_failed_call_in_a_queued_training_is_redelivered_and_publishes_one_verified_version(
+    world: World, training_case: Case
+) -> None:
+    trace = _run_training_case(world, training_case)
+    if training_case.fault.mode == "persistent":
+        assert trace.kills == 0 and len(trace.failures) <= 1, trace
+
+
+def test_a_training_worker_killed_at_any_point_is_redelivered_and_publishes_one_verified_version(
+    world: World, training_kill_case: Case
+) -> None:
+    trace = _run_training_case(world, training_kill_case)
+    assert trace.kills == 1 and trace.failures == [], trace
+
+
+# ---------------------------------------------------------------- datasets
+
+
+def _dataset_body(op: ApiOp, response: Any) -> Any:
+    """What must be the same in every run: not a new dataset's id (nor its URLs), not when a profile was made
+    nor how long it took."""
+    if op.name.startswith("dataset_create"):
+        return None
+    body = _body(response)
+    if isinstance(body, dict):
+        body.pop("profiled_at", None)
+        body.pop("profile_seconds", None)
+    return body
+
+
+# Sent again after it was applied, these differ from sending them once although they are not conditional: a
+# second upload is started, an upload already completed or aborted is no longer there, a version already deleted.
+_RESENT_DIFFERS = ("CreateMultipartUpload", "CompleteMultipartUpload", "AbortMultipartUpload", "DeleteObjects")
+
+
+def _dataset_cases() -> list[Case]:
+    """One call per call site and operation (the last occurrence: delete's second listing, after the versions
+    went; the listing's parallel record reads are one), failing until botocore gives up: every kind at the first
+    call of each S3 operation, elsewhere not applied (reset) and, for writes, applied with the reply lost — what
+    a kind changes is how botocore and storage.py classify the failure, which depends on the S3 operation, not the
+    route (as for the fan-out batch job). A lost reply that botocore's retry meets, where resending differs. Each
+    call as the start of an outage: not applied, and for a write applied."""
+    cases = []
+    operations: set[str] = set()
+    for name in DATASET_OPS:
+        calls = profiles()[name].calls
+        last = {call.site: call for call in calls}
+        for call in [c for c in calls if last[c.site] is c]:
+            if call.operation not in operations:
+                kinds: tuple[str, ...] = KINDS
+            else:
+                kinds = ("reset", "reply_lost") if call.is_write else ("reset",)
+            operations.add(call.operation)
+            cases += [Case(name, Fault(kind, call.index, "persistent"), call) for kind in kinds]
+            if call.repeat_differs or call.operation in _RESENT_DIFFERS:
+                cases.append(Case(name, Fault("reply_lost", call.index, "transient"), call))
+            outages = ("reset", "reply_lost") if call.is_write else ("reset",)
+            cases += [Case(name, Fault(kind, call.index, "outage"), call) for kind in outages]
+    return cases
+
+
+def _run_dataset_case(world: World, case: Case) -> None:
+    op, expected = DATASET_OPS[case.operation], profiles()[case.operation]
+    world.reset_datasets()
+    untouched = {k for k in SEEDED_DATASETS if k not in op.path}
+    before = [v for v in world.dataset_versions() if keys.dataset_id_from_key(v["Key"]) in untouched]
+    world.faults.arm(case.fault)
+    first = world.request(op)
+    fired = list(world.faults.fired)
+    world.faults.recover()
+    if case.call is None:
+        assert len(fired) >= len(expected.calls), [c.label for c in fired]
+    else:
+        assert fired and fired[0].label == case.call.label, f"the fault hit {fired}, not {case.call}"
+    _check_first_answer(op, first, case.fault)
+    again = world.request(op)  # the client's retry, the store healthy again
+    if op.name.startswith("dataset_create"):
+        _check_created(world, op, case, fired, first, again)
+    elif op.name.startswith("dataset_delete"):
+        _check_deleted(world, op, first, again)
+    else:
+        assert again.status == op.success, f"{again.status} {again.body[:300]!r}"
+        assert _dataset_body(op, again) == expected.body
+        if first.status == op.success:
+            assert _dataset_body(op, first) == expected.body
+    if op.name == "dataset_get":
+        # The profile is kept, keyed to the file: a GET after one that answered does not profile again.
+        profile = json.loads(
+            world.s3.get_object(Bucket=DATASET_BUCKET, Key=keys.dataset_profile_key(DS_GET))["Body"].read()
+        )
+        assert profile["etag"] == hashlib.md5(HOUSES).hexdigest()
+        assert again.json()["profiled_at"] == profile["profiled_at"]
+        if first.status == op.success:
+            assert first.json()["profiled_at"] == profile["profiled_at"], "a profile that was answered was not kept"
+    if op.name == "dataset_complete":
+        key = keys.dataset_object_key(DS_COMPLETE, "csv", False)
+        assert world.s3.get_object(Bucket=DATASET_BUCKET, Key=key)["Body"].read() == HOUSES
+        assert world.unfinished_uploads(keys.dataset_prefix(DS_COMPLETE)) == set()
+    after = [v for v in world.dataset_versions() if keys.dataset_id_from_key(v["Key"]) in untouched]
+    assert after == before, "another dataset's objects changed"
+
+
+def _check_created(world: World, op: ApiOp, case: Case, fired: list[Call], first: Any, again: Any) -> None:
+    """Creating takes no Idempotency-Key: the retry makes a dataset of its own (and a 503 may have left an empty
+    one behind, which DELETE removes). Each dataset answered with is there, awaiting its file through the upload
+    it was given; an unfinished upload belongs to a dataset, unless S3 started it and the reply saying so was
+    lost (or the abort could not land in an outage): those the bucket's lifecycle rule removes after 7 days."""
+    assert again.status == op.success, f"{again.status} {again.body[:300]!r}"
+    multipart = op.body["bytes"] > 5 * 1024 * MiB
+    for response in (first, again):
+        if response.status != op.success:
+            continue
+        created = response.json()
+        assert created["status"] == "awaiting_upload" and created["upload"]["method"] == (
+            "multipart" if multipart else "PUT"
+        )
+        described = world.api.get(f"/datasets/{created['dataset_id']}")
+        assert described.status == 200 and described.json()["status"] == "awaiting_upload", described.body
+        if multipart:
+            assert created["upload"]["upload_id"] in world.unfinished_uploads()
+    referenced = set()
+    for version in world.dataset_versions():
+        if version["Key"].endswith("/dataset.json"):
+            record = json.loads(world.s3.get_object(Bucket=DATASET_BUCKET, Key=version["Key"])["Body"].read())
+            referenced.add(record["upload"].get("upload_id"))
+    orphans = world.unfinished_uploads() - referenced
+    lost_start = case.fault.applied and any(c.operation == "CreateMultipartUpload" for c in fired)
+    if not (lost_start or case.fault.mode == "outage"):
+        assert orphans == set(), "a multipart upload no dataset names was left behind"
+
+
+def _check_deleted(world: World, op: ApiOp, first: Any, again: Any) -> None:
+    """204, then 404 (nothing left); after a 503, the retry erases what is left (204) or finds that the failed
+    attempt had erased it all (404). Either way not one object version, delete marker or unfinished upload is
+    left under the dataset's prefix."""
+    if first.status == op.success:
+        assert again.status == 404, f"{again.status} {again.body[:300]!r}"
+    assert again.status in (op.success, 404), f"{again.status} {again.body[:300]!r}"
+    if again.status == 404:
+        assert _error_code(again, op) == "dataset_not_found", again.body
+    prefix = keys.dataset_prefix(op.path.rsplit("/", 1)[1])
+    assert world.dataset_versions(prefix) == [], "an object version survived the erasure"
+    assert world.unfinished_uploads(prefix) == set(), "the unfinished upload survived the erasure"
+
+
+def test_a_failed_call_in_a_dataset_route_answers_503_and_a_retry_converges(world: World, dataset_case: Case) -> None:
+    _run_dataset_case(world, dataset_case)
 
 
 # ---------------------------------------------------------------- serving from a warm cache while S3 is down

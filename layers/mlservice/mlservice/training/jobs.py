@@ -277,8 +277,10 @@ class Job:
     def _claim_refit(self) -> bool:
         """Only one refit runs: the last folds may each send one. The claim is a lease for a worker's whole
         run, so a refit whose worker died is taken over by its message's redelivery."""
+        import uuid
+
         key = keys.job_refit_key(self.model, self.token)
-        claim = {"expires": time.time() + WORKER_SECONDS + PUBLISH_SECONDS}
+        claim = {"owner": uuid.uuid4().hex, "expires": time.time() + WORKER_SECONDS + PUBLISH_SECONDS}
         found = storage.get_json(key)
         try:
             if found is None:
@@ -288,7 +290,10 @@ class Job:
             else:
                 return False
         except WriteConflict:
-            return False
+            # Our own write may have landed with its reply lost (the retry then fails the condition): the claim
+            # is ours if it holds our owner id.
+            again = storage.get_json(key)
+            return again is not None and again[0].get("owner") == claim["owner"]
         return True
 
     def refit(self) -> dict[str, Any]:
