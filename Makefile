@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SAM_VENV := .venv-sam
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test fuzz lint fmt sam-tools build validate bench bench-serving bench-batch bench-training bench-explain clean
+.PHONY: run test fuzz lint fmt sam-tools build validate bench bench-serving bench-batch bench-training bench-explain bench-search clean
 
 $(VENV)/.installed: requirements-dev.txt layers/mlservice/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +47,7 @@ build: $(SAM_VENV)/.installed
 	$(SAM_VENV)/bin/sam build
 
 # Every benchmark, the serving one first; BENCH_ARGS (e.g. --quick) goes to each.
-bench: bench-serving bench-batch bench-training bench-explain
+bench: bench-serving bench-batch bench-training bench-explain bench-search
 
 # Online serving against bare scikit-learn: warm handler latency (1, 100, 10,000 rows; six models), cold start and
 # peak memory of the predict function vs a minimal joblib script, batch rows/s; ~2 min on 2 cores, --quick ~1.
@@ -68,6 +68,11 @@ bench-training: $(VENV)/.installed
 # predict call, and the additivity error; ~1 minute (BENCH_ARGS=--quick: 10 rows only).
 bench-explain: $(VENV)/.installed
 	$(BIN)/python benchmarks/explain.py $(BENCH_ARGS)
+
+# Distributed search over the train queue (embedded S3 + SQS, spawned workers): wall time with 1 worker vs 8,
+# speed-up against min(8, cores), and the async path's overhead per job; ~10 min (BENCH_ARGS=--quick: ~1 minute).
+bench-search: $(VENV)/.installed
+	$(BIN)/python benchmarks/search.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .aws-sam
