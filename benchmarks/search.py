@@ -114,6 +114,7 @@ IDLE_WAIT = 1.0  # the longest an idle worker waits for a nudge before it receiv
 WORKER_SECONDS_LEFT = 840.0
 TARGET_EFFICIENCY = 0.7
 RUN_TIMEOUT = 1800.0
+STUCK_SECONDS = 10.0
 OVERHEAD_BODY = {"algorithm": "logistic_regression", "data": {"dataset": "breast_cancer"}}
 OVERHEAD_REPEATS = 3
 
@@ -243,9 +244,16 @@ def worker(
                 trainer.train_model = timed_train_model
             continue
         seen = sends.value
-        found = sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=0, VisibilityTimeout=900, AttributeNames=["All"]
-        ).get("Messages", [])
+        try:
+            found = sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=0, VisibilityTimeout=900, AttributeNames=["All"]
+            ).get("Messages", [])
+        except Exception as error:  # the S3/SQS server stopped (the end) or failed: not a result
+            if stop.is_set():
+                break
+            print(f"[{name}] receive_message failed: {error}", file=sys.stderr, flush=True)
+            time.sleep(1)
+            continue
         if not found:
             with wake:
                 wake.wait_for(lambda: sends.value != seen, timeout=IDLE_WAIT)  # noqa: B023
@@ -442,12 +450,22 @@ def _synthetic_csv(rows: int, seed: int = 0) -> bytes:
     return out.getvalue().encode()
 
 
-def _wait_ready(collector: Collector, model: str, version: int, token: str, timeout: float) -> str:
+def _queue_empty(url: str) -> bool:
+    """No message visible and none in flight (a message is deleted only after jobs.work returned)."""
+    from mlservice import storage
+
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    found = storage.sqs_client().get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    return all(int(found.get(n, 0)) == 0 for n in names)
+
+
+def _wait_ready(collector: Collector, model: str, version: int, token: str, url: str, timeout: float) -> str:
     """registry.get_version until the version is ready or failed: every POLL_SECONDS, and at once when a
-    worker reports a message that ended the job."""
+    worker reports a message that ended the job. "stuck" when the queue has held no message of any kind (visible
+    or in flight) for STUCK_SECONDS while the job is still unfinished: nothing will ever finish it."""
     from mlservice import registry
 
-    deadline, next_poll, checked = time.monotonic() + timeout, 0.0, False
+    deadline, next_poll, checked, empty_since = time.monotonic() + timeout, 0.0, False, None
     while time.monotonic() < deadline:
         finished = collector.finished(token)
         if time.monotonic() >= next_poll or (finished and not checked):
@@ -456,22 +474,47 @@ def _wait_ready(collector: Collector, model: str, version: int, token: str, time
             if status in (registry.READY, registry.FAILED):
                 return status
             next_poll = time.monotonic() + POLL_SECONDS
+            if not _queue_empty(url):
+                empty_since = None
+            elif empty_since is None:
+                empty_since = time.monotonic()
+            elif time.monotonic() - empty_since > STUCK_SECONDS:
+                return "stuck"
         collector.drain(0.02)
     return "timeout"
 
 
+def _diagnose(run: dict) -> None:
+    """What the workers did with a job that did not end, and where its registry entry and refit claim stand."""
+    from mlservice import keys, registry, storage
+
+    print(f"\n  {run['model']} v{run['version']} is {run['status']}. Its messages, in the order handled:")
+    for r in sorted(run["records"], key=lambda r: r["start"]):
+        where = f" candidate {r['candidate']} fold {r['fold']}" if r["kind"] == "fold" else ""
+        outcome = r.get("result") or {"error": (r.get("error") or "").strip().splitlines()[-1:]}
+        print(
+            f"    +{r['start'] - run['began']:7.2f} s  {r['worker']:<6} {r['kind']}{where} (receive #{r['receives']}): "
+            f"{json.dumps(outcome)[:300]}"
+        )
+    for r in run["records"]:
+        if r.get("error"):
+            print(f"    traceback ({r['kind']}):\n" + "\n".join("      " + line for line in r["error"].splitlines()))
+    with contextlib.suppress(Exception):
+        print(f"    registry: {json.dumps(registry.get_version(run['model'], run['version']))}")
+    with contextlib.suppress(Exception):
+        claim = storage.get_json(keys.job_refit_key(run["model"], run["token"]))
+        print(f"    refit claim: {claim[0] if claim else None} (now {time.time():.1f})")
+    print(flush=True)
+
+
 def _wait_queue_empty(collector: Collector, url: str, timeout: float = 120.0) -> None:
     """Until every message (late duplicates of refit included) is handled and deleted."""
-    from mlservice import storage
-
-    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = storage.sqs_client().get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
-        if all(int(found.get(n, 0)) == 0 for n in names):
+        if _queue_empty(url):
             return
         collector.drain(0.1)
-    print(f"  (the queue still held messages after {timeout:.0f} s: {found})", flush=True)
+    print(f"  (the queue still held messages after {timeout:.0f} s)", flush=True)
 
 
 def run_job(pool: Pool, collector: Collector, model: str, body: dict, url: str) -> dict:
@@ -490,7 +533,7 @@ def run_job(pool: Pool, collector: Collector, model: str, body: dict, url: str) 
     began = time.monotonic()
     queued = jobs.enqueue(model, body, token, Actor("bench:search"))
     enqueued = time.monotonic()
-    status = _wait_ready(collector, model, queued["version"], token, RUN_TIMEOUT)
+    status = _wait_ready(collector, model, queued["version"], token, url, RUN_TIMEOUT)
     ready = time.monotonic()
     busy1, steal1, t_stat1 = _proc_stat()
     ours1, parent1 = _cpu_of(pids), _cpu_of(pids[:1])
@@ -509,6 +552,7 @@ def run_job(pool: Pool, collector: Collector, model: str, body: dict, url: str) 
     span = t_stat1 - t_stat0
     return {
         "model": model,
+        "token": token,
         "version": queued["version"],
         "status": status,
         "workers": pool.size,
@@ -670,6 +714,7 @@ def main(argv: list[str]) -> int:
     ctx = multiprocessing.get_context("spawn")
     stop, wake, sends, reports = ctx.Event(), ctx.Condition(), ctx.Value("q", 0, lock=False), ctx.Queue()
     pools: list[Pool] = []
+    collector: Collector | None = None
     try:
         os.environ["AWS_ENDPOINT_URL_S3"] = os.environ["AWS_ENDPOINT_URL_SQS"] = s3.endpoint
         from mlservice import storage
@@ -734,6 +779,8 @@ def main(argv: list[str]) -> int:
                 )
                 for error in run["phases"]["errors"]:
                     print(f"    worker error: {error.strip().splitlines()[-1]}", flush=True)
+                if run["status"] not in ("ready", "failed"):
+                    _diagnose(run)
         overhead = None
         if not args.skip_overhead:
             print("  async overhead: direct train_model ×3, then 3 queued jobs with 1 worker...", flush=True)
@@ -753,10 +800,16 @@ def main(argv: list[str]) -> int:
             pool.active.set()
         with contextlib.suppress(Exception):
             _nudge(wake, sends)
-            for process in pool.processes:
-                process.join(timeout=10)
-                if process.is_alive():
-                    process.terminate()
+        deadline = time.monotonic() + 15
+        for process in (p for pool in pools for p in pool.processes):
+            while process.is_alive() and time.monotonic() < deadline:
+                if collector is not None:  # keep the reports pipe flowing: a worker's exit waits for it
+                    with contextlib.suppress(Exception):
+                        collector.drain(0.1)
+                process.join(0.1)
+            if process.is_alive():
+                process.terminate()
+                process.join(5)
         s3.stop()
     return 0
 
@@ -945,10 +998,7 @@ def report(
                 "body": s.body,
                 "candidates": s.candidates,
                 "folds": s.folds,
-                "by_workers": {
-                    str(w): {k: v for k, v in run.items() if k not in ("records", "scores", "began", "ready_at")}
-                    for w, run in s.runs.items()
-                },
+                "by_workers": {str(w): run for w, run in s.runs.items()},
             }
             for s in searches
         },

@@ -112,6 +112,11 @@ def job_score_key(model: str, token: str, candidate: int, fold: int, round_numbe
     return f"{job_scores_prefix(model, token)}{round_number}-{candidate:03d}-{fold:02d}.json"
 
 
+def job_prepared_key(model: str, token: str) -> str:
+    """A search's training part, read and encoded once by its planning step for every fold."""
+    return f"{MODELS}{model}/jobs/{_job_name(token)}/prepared.joblib"
+
+
 def job_refit_key(model: str, token: str) -> str:
     """The claim of the one worker refitting a search's best candidate."""
     return f"{MODELS}{model}/jobs/{_job_name(token)}/refit.json"

@@ -155,7 +155,7 @@ def work(message: dict[str, Any], seconds_left: float | None = None, receives: i
         raise
     if state not in registry.IN_PROGRESS:
         return {"status": state, "model": model, "version": version}  # a duplicate message of a finished job
-    job = Job(model, version, token, stored, actor, seconds_left)
+    job = Job(model, version, token, stored, actor, seconds_left, message.get("prepared"))
     kind = message.get("kind", "train")
     if kind == "fold":
         return job.fold(int(message["candidate"]), int(message["fold"]), receives, int(message.get("round", 0)))
@@ -173,9 +173,18 @@ class Job:
     """One queued training's work, in the steps its messages ask for."""
 
     def __init__(
-        self, model: str, version: int, token: str, stored: dict, actor: Actor, seconds_left: float | None
+        self,
+        model: str,
+        version: int,
+        token: str,
+        stored: dict,
+        actor: Actor,
+        seconds_left: float | None,
+        prepared_sha256: str | None = None,
     ) -> None:
         self.model, self.version, self.token = model, version, token
+        # the digest of the search's encoded training data, which the planning step stored once for every fold
+        self.prepared_sha256 = prepared_sha256
         self.stored, self.actor = stored, actor
         self.seconds = min(WORKER_SECONDS, (WORKER_SECONDS if seconds_left is None else seconds_left) - PUBLISH_SECONDS)
         self.began = time.monotonic()
@@ -215,16 +224,58 @@ class Job:
 
     def _send_round(self, round_number: int, candidates: list[int], folds: int) -> None:
         base = {"model": self.model, "token": self.token, "kind": "fold", "round": round_number}
+        if self.prepared_sha256:
+            base["prepared"] = self.prepared_sha256
         _send([{**base, "candidate": i, "fold": j} for i in candidates for j in range(folds)])
+
+    def _store_prepared(self, prepared: Any) -> str:
+        """The training part, read and encoded once, for every fold of the search: without the raw table and the
+        holdout (folds use neither). Its digest travels in the messages and is checked before it is loaded."""
+        import dataclasses
+        import io
+
+        import joblib
+
+        slim = dataclasses.replace(
+            prepared, table=None, target=None, X_test=prepared.X_test[:0], y_test=prepared.y_test[:0]
+        )
+        buffer = io.BytesIO()
+        joblib.dump(slim, buffer, compress=1)
+        data = buffer.getvalue()
+        storage.put_bytes(keys.job_prepared_key(self.model, self.token), data)
+        return storage.sha256_hex(data)
+
+    def _load_prepared(self, make: Callable[[], Any]) -> Any:
+        """The search's stored training part when the message names one (digest-checked), else prepared here."""
+        if not self.prepared_sha256:
+            return make()
+        import io
+
+        import joblib
+
+        data = storage.get_bytes(keys.job_prepared_key(self.model, self.token))
+        if data is None or storage.sha256_hex(data) != self.prepared_sha256:
+            return make()  # gone or not the one planned: read the data again rather than trust it
+        return joblib.load(io.BytesIO(data))
 
     def fan_out(self) -> dict[str, Any]:
         """One message per candidate × fold of the first round (sent again on a redelivery: scores are created
         once)."""
+        from mlservice.settings import get_settings
         from mlservice.training import search
+        from mlservice.training.trainer import prepare
 
         req = self._request()
         planned = search.candidates(req)
         folds = search.folds_of(req)
+        try:
+            prepared = _prepared(self.token, lambda: prepare(req, get_settings()))
+        except ServiceError as error:
+            if error.status >= 500:
+                raise
+            fail(self.model, self.version, self.token, error)  # the data itself is wrong: no fold could do better
+            return self._result(registry.FAILED, code=error.code)
+        self.prepared_sha256 = self._store_prepared(prepared)
         self._send_round(0, list(range(len(planned))), folds)
         total = sum(search.round_sizes(req, len(planned))) * folds
         progress_reporter(self.model, self.version, self.token)(0, total, 0.0)
@@ -260,7 +311,7 @@ class Job:
                 from mlservice.settings import get_settings
 
                 try:
-                    prepared = _prepared(self.token, lambda: prepare(req, get_settings()))
+                    prepared = _prepared(self.token, lambda: self._load_prepared(lambda: prepare(req, get_settings())))
                     fraction = search.row_fraction(round_number, len(sizes))
                     record = {
                         "score": search.score_fold(prepared, planned[candidate], fold, folds, fraction),
