@@ -8,9 +8,9 @@ on one fold and stores its score; the last one sends "refit", which fits the bes
 part and publishes the version. The clock runs from the enqueue to the moment `registry.get_version` shows the
 version ready (read every 0.25 s, and at once when a worker reports the message that ended the job).
 
-    .venv/bin/python benchmarks/search.py            # breast_cancer and 200k synthetic rows: ~10 minutes on 2 cores
+    .venv/bin/python benchmarks/search.py            # breast_cancer and 200k synthetic rows: ~7 minutes on 2 cores
     .venv/bin/python benchmarks/search.py --quick    # breast_cancer only, 8 candidates × 2 folds: ~1 minute
-    .venv/bin/python benchmarks/search.py --synthetic-candidates 16   # the 200k search at 16 × 3 (~25 minutes)
+    .venv/bin/python benchmarks/search.py --only synthetic --skip-overhead   # one search alone
 
 What runs. One EmbeddedS3 (local/embedded_s3.py: a moto server on 127.0.0.1, in this process) serves S3 and SQS at
 one endpoint, with a bucket and the train queue; MODEL_BUCKET, AWS_ENDPOINT_URL_S3/_SQS, TRAIN_QUEUE_URL and fake
@@ -29,25 +29,27 @@ workers at 10 receives/s took 0.4 of this machine's 2 cores. So after an empty r
 waits on a shared multiprocessing Condition, which every `storage.send_messages` of this benchmark's processes
 notifies (the function is wrapped in each process; jobs.enqueue and jobs.work send through it), for at most 1 s, then
 receives again: the latency of a long poll, without its cost. S3 and SQS calls are counted per message with
-botocore's before-call event.
+botocore's before-call event. A job whose queue holds no message (visible or in flight) for 10 s while it is
+unfinished is reported "stuck", with what each of its messages did, its registry entry and its refit claim.
 
 The searches (16 candidates × 3 folds each in the full run):
 - breast_cancer, logistic_regression, C (8 values) × tol (2): fits of a few ms, so the queue's bookkeeping
   dominates — the worst case for a fan-out;
 - breast_cancer, random_forest, n_estimators (4) × max_depth (4): fits of ~0.1-1 s;
 - synthetic: 200,000 rows of 20 numeric columns (`%.4g`), one categorical of 8 levels and a yes/no label
-  (logistic in 10 of the numerics and the category), uploaded once as a 30 MB CSV to `datasets/synthetic-200k.csv`
-  and read through `{"s3_key": ...}`; logistic_regression over C. Every fold message reads and prepares the
-  whole file again (trainer.prepare: ~6-15 s here, against ~2 s for the fit), so 16 × 3 takes ~7-13 minutes
-  with 1 worker on 2 cores: the full run uses 4 candidates × 3 folds unless `--synthetic-candidates 16` is given.
+  (logistic in 10 of the numerics and the category), uploaded once as a 29 MB CSV to `datasets/synthetic-200k.csv`
+  and read through `{"s3_key": ...}`; logistic_regression, C (8 values) × tol (2). The plan reads and encodes
+  the file once and stores the training part for the folds (~10 s here); a fold loads it, or reuses it when its
+  worker already did, and fits in ~2.5 s; the refit reads the file again (~20 s). `--synthetic-candidates N`
+  (1-8 values of C, or 16) changes the grid; `--rows` the size.
 
 What it reports, per search and worker count:
 - wall time, enqueue → ready, and its breakdown on the workers' own clocks (CLOCK_MONOTONIC is shared by all
   processes): enqueue (the call), plan (queue wait + the "train" message), fits (end of plan → end of the last
   fold), refit (→ end of the refit that published), detect (→ the poll that saw it ready);
-- Σ fold seconds: the "seconds" every score record stores (read + prepare + fit + score of one fold), and the
-  fold messages' CPU seconds; per fold, the bookkeeping around that record (listing and reading every score
-  stored so far, the progress update of the registry, the SQS calls);
+- Σ fold seconds: the "seconds" every score record stores (getting the prepared data + fit + score of one fold),
+  and the fold messages' CPU seconds; per fold, the bookkeeping around that record (reading the request, listing
+  and reading every score stored so far, the registry's progress update, the SQS calls) and its S3 + SQS calls;
 - speed-up = wall(1 worker) / wall(8 workers) against the ideal min(8, cores), where cores =
   len(os.sched_getaffinity(0)); efficiency = speed-up / ideal, PASS at ≥ 0.7. The fits phase alone is compared
   with its ideal too: Σ fold seconds of the 1-worker run / min(workers, cores);
@@ -270,6 +272,7 @@ def worker(
             "token": body.get("token"),
             "candidate": body.get("candidate"),
             "fold": body.get("fold"),
+            "round": body.get("round"),
             "queue_wait": received - int(attributes.get("SentTimestamp", received * 1000)) / 1000,
             "receives": int(attributes.get("ApproximateReceiveCount", 1)),
             "start": start,
@@ -691,7 +694,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="breast_cancer only, 8 candidates × 2 folds")
     parser.add_argument("--rows", type=int, default=200_000, help="rows of the synthetic dataset")
-    parser.add_argument("--synthetic-candidates", type=int, default=4, help="1-8, or 16 (C × tol) for the issue's grid")
+    parser.add_argument("--synthetic-candidates", type=int, default=16, help="1-8 (values of C), or 16 (C × tol)")
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--only", help="run only the search with this key (bc-logreg, bc-forest, synthetic)")
     parser.add_argument("--skip-overhead", action="store_true")
@@ -902,7 +905,7 @@ def report(
     print(
         "\n2. Breakdown (seconds; workers' clocks). plan = queue wait + the train message; fits = end of plan → end of "
         "the last fold; refit = → end of the publishing refit (its train_model in brackets); detect = → the poll "
-        "that saw it ready. Σfold = the seconds the score records store (read + prepare + fit + score); ideal fits "
+        "that saw it ready. Σfold = the seconds the score records store (data + fit + score); ideal fits "
         "= Σfold of the 1-worker run / min(workers, cores); bookkeeping = per fold message, its time outside that "
         "record; calls = S3 + SQS API calls per fold message. busy = CPU cores busy on the whole machine during the run (/proc/stat), ours = the part this "
         "benchmark's processes used, parent = the part of that the parent used (moto's S3 + SQS, the registry "
