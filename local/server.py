@@ -101,12 +101,17 @@ def main() -> int:
         print(f"cannot listen on {host}:{port}; set PORT to a free port", file=sys.stderr)
         return 1
     url = f"http://{host}:{server.server_port}"
-    stop = threading.Event()
+    stopping: list[int] = []
 
     def _shutdown(signum: int, _frame: Any) -> None:
-        if not stop.is_set():
-            stop.set()
-            threading.Thread(target=server.shutdown, daemon=True).start()
+        # Signal-safe: no lock may be taken here. `make run` gets SIGTERM twice (the process group's, and the one
+        # make forwards), and a second handler call interrupting the first inside Event.set() deadlocked on the
+        # Event's lock (seen in CI through the SIGUSR1 stack dump). A list append is atomic between bytecodes,
+        # so the second call returns before touching anything.
+        if stopping:
+            return
+        stopping.append(signum)
+        threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGINT, _shutdown)
     signal.signal(signal.SIGTERM, _shutdown)
