@@ -817,9 +817,9 @@ def _check_state(world: World, expected: Profile) -> None:
         assert [k for k in world.store.objects() if k.startswith(prefixes)] == []
 
 
-def _run_api_case(world: World, case: Case) -> None:
-    op, expected = API_OPS[case.operation], profiles()[case.operation]
-    world.reset(train_queue=op.train_queue)
+def _faulted_request(world: World, op: Any, case: Case, expected: Profile) -> tuple[Any, list]:
+    """The request with the case's fault armed: its answer and the calls the fault hit (checked to be the
+    case's call, or at least every call of the profile when the case fails them all)."""
     world.faults.arm(case.fault)
     first = world.request(op)
     fired = list(world.faults.fired)
@@ -828,6 +828,13 @@ def _run_api_case(world: World, case: Case) -> None:
         assert len(fired) >= len(expected.calls), [c.label for c in fired]
     else:
         assert fired and fired[0].label == case.call.label, f"the fault hit {fired}, not {case.call}"
+    return first, fired
+
+
+def _run_api_case(world: World, case: Case) -> None:
+    op, expected = API_OPS[case.operation], profiles()[case.operation]
+    world.reset(train_queue=op.train_queue)
+    first, _ = _faulted_request(world, op, case, expected)
     _check_first_answer(op, first, case.fault)
     assert registry_problems(world.store.objects()) == [], "after the faulted request"
     record = world.idempotency_record()
@@ -1300,14 +1307,7 @@ def _run_dataset_case(world: World, case: Case) -> None:
     world.reset_datasets()
     untouched = {k for k in SEEDED_DATASETS if k not in op.path}
     before = [v for v in world.dataset_versions() if keys.dataset_id_from_key(v["Key"]) in untouched]
-    world.faults.arm(case.fault)
-    first = world.request(op)
-    fired = list(world.faults.fired)
-    world.faults.recover()
-    if case.call is None:
-        assert len(fired) >= len(expected.calls), [c.label for c in fired]
-    else:
-        assert fired and fired[0].label == case.call.label, f"the fault hit {fired}, not {case.call}"
+    first, fired = _faulted_request(world, op, case, expected)
     _check_first_answer(op, first, case.fault)
     again = world.request(op)  # the client's retry, the store healthy again
     if op.name.startswith("dataset_create"):
