@@ -496,15 +496,13 @@ def describe_model(model: str) -> dict:
     return describe(load(model))
 
 
-def list_models() -> list[dict]:
+def described_models() -> list[dict]:
+    """`describe` of every visible model, read in parallel (a listing of many models is many small GETs)."""
     names = [n for n in (keys.model_from_prefix(p) for p in storage.list_folders(keys.MODELS)) if n]
 
     def fetch(name: str) -> dict | None:
         document = _read(name)
-        if document is None or not _visible(document):
-            return None
-        described = describe(document)
-        return {"name": name, "latest_version": described["latest_version"], "stages": described["stages"]}
+        return describe(document) if document is not None and _visible(document) else None
 
     if len(names) <= 2:
         fetched = [fetch(n) for n in names]
@@ -512,3 +510,9 @@ def list_models() -> list[dict]:
         with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
             fetched = list(pool.map(fetch, names))
     return [m for m in fetched if m is not None]
+
+
+def list_models() -> list[dict]:
+    return [
+        {"name": m["name"], "latest_version": m["latest_version"], "stages": m["stages"]} for m in described_models()
+    ]

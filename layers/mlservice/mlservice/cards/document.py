@@ -9,12 +9,11 @@ no computation and no scikit-learn. Everything in it was already privacy-filtere
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
 from mlservice import keys, registry, storage
-from mlservice.errors import IntegrityError, ServiceError
+from mlservice.errors import IntegrityError
 
 # What the card shows of the metadata, as stored.
 _COPIED = (
@@ -81,25 +80,13 @@ def card(model: str, version: int) -> dict[str, Any]:
 
 def models_overview() -> list[dict[str, Any]]:
     """Every visible model with its ready versions (newest first) and the stage each serves: the front page."""
-    names = [n for n in (keys.model_from_prefix(p) for p in storage.list_folders(keys.MODELS)) if n]
-
-    def describe(name: str) -> dict | None:
-        try:
-            described = registry.describe_model(name)
-        except ServiceError as error:  # erased since it was listed, or being erased: not shown
-            if error.status == 404:
-                return None
-            raise
-        return {
-            "name": name,
-            "latest_version": described["latest_version"],
-            "stages": described["stages"],
-            "versions": list(reversed(described["versions"])),
+    overview = [
+        {
+            "name": m["name"],
+            "latest_version": m["latest_version"],
+            "stages": m["stages"],
+            "versions": list(reversed(m["versions"])),
         }
-
-    if len(names) <= 2:
-        described = [describe(n) for n in names]
-    else:
-        with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
-            described = list(pool.map(describe, names))
-    return sorted((m for m in described if m is not None), key=lambda m: m["name"])
+        for m in registry.described_models()
+    ]
+    return sorted(overview, key=lambda m: m["name"])
