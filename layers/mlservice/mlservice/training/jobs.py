@@ -281,15 +281,22 @@ class Job:
         progress_reporter(self.model, self.version, self.token)(0, total, 0.0)
         return self._result("searching", fits=total)
 
-    def _scores(self) -> dict[tuple[int, int, int], dict]:
-        """(round, candidate, fold) → the stored score or error."""
+    def _score_keys(self) -> dict[tuple[int, int, int], str]:
+        """(round, candidate, fold) → the key of its stored score or error: one listing, no reads."""
         found = {}
         for item in storage.list_keys(keys.job_scores_prefix(self.model, self.token)):
             name = item["Key"].rsplit("/", 1)[1].removesuffix(".json")
             round_number, candidate, fold = (int(part) for part in name.split("-"))
-            stored = storage.get_json(item["Key"])
+            found[(round_number, candidate, fold)] = item["Key"]
+        return found
+
+    def _scores(self, listed: dict[tuple[int, int, int], str] | None = None) -> dict[tuple[int, int, int], dict]:
+        """(round, candidate, fold) → the stored score or error."""
+        found = {}
+        for position, key in (self._score_keys() if listed is None else listed).items():
+            stored = storage.get_json(key)
             if stored is not None:
-                found[(round_number, candidate, fold)] = stored[0]
+                found[position] = stored[0]
         return found
 
     def fold(self, candidate: int, fold: int, receives: int, round_number: int = 0) -> dict[str, Any]:
@@ -326,11 +333,18 @@ class Job:
             record["seconds"] = round(time.monotonic() - began, 3)
             with contextlib.suppress(WriteConflict):  # a redelivered message's twin stored it first: that counts
                 storage.put_json(key, record, if_none_match=True)
-        scores = self._scores()
-        rounds = search.members(sizes, folds, scores)
+        # Counting needs only a listing; the scores themselves are read when a round may be complete (round 0 has
+        # every candidate, so that is when all of them are in), not by every fold: that made a search's S3 reads
+        # grow with the square of its fits.
+        listed = self._score_keys()
         total = sum(sizes) * folds
-        progress_reporter(self.model, self.version, self.token)(len(scores), total, 0.0)
-        done = len([k for k in scores if k[0] == round_number]) >= len(rounds[round_number]) * folds
+        progress_reporter(self.model, self.version, self.token)(len(listed), total, 0.0)
+        in_round = len([k for k in listed if k[0] == round_number])
+        if round_number == 0 and in_round < sizes[0] * folds:
+            return self._result("scored", candidate=candidate, fold=fold, round=round_number, collected=len(listed))
+        scores = self._scores(listed)
+        rounds = search.members(sizes, folds, scores)
+        done = in_round >= len(rounds[round_number]) * folds
         if done and round_number + 1 < len(sizes):
             following = rounds[round_number + 1] if len(rounds) > round_number + 1 else []
             if following:
@@ -339,7 +353,7 @@ class Job:
                 _send([{"model": self.model, "token": self.token, "kind": "refit"}])
         elif done:
             _send([{"model": self.model, "token": self.token, "kind": "refit"}])
-        return self._result("scored", candidate=candidate, fold=fold, round=round_number, collected=len(scores))
+        return self._result("scored", candidate=candidate, fold=fold, round=round_number, collected=len(listed))
 
     def _claim_refit(self) -> bool:
         """Only one refit runs: the last folds may each send one. The claim is a lease for a worker's whole
